@@ -1,0 +1,310 @@
+//! `supabase-connector`: the command line over the library. Thin: every
+//! command maps to one library call; results go to stdout as JSON, errors
+//! to stderr as `{"error": {"code", "message", "details"}}` with the exit
+//! codes of contract §8.
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use supabase_connector::{Config, Connector, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "supabase-connector",
+    version,
+    about = "Share one self-hosted Supabase between many projects: a schema, roles, RLS and PostgREST exposure per project, and short-lived leases minted from OpenBao secrets.",
+    long_about = None,
+    after_help = "Configuration comes from --config (JSON) with environment fallbacks: SUPABASE_CONNECTOR_DATABASE_URL, BAO_ADDR/VAULT_ADDR, BAO_TOKEN/VAULT_TOKEN, SUPABASE_CONNECTOR_API_URL.\n\nFirst time: `supabase-connector bootstrap --database-url postgresql://supabase_admin@…` (as a superuser), then `supabase-connector run upsert_database_project_access --params '{\"project\": \"acme\"}'`.\nTry it all locally: `supabase-connector demo`."
+)]
+struct Cli {
+    /// JSON configuration file (contract §7); unset keys fall back to the environment.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output format; JSON when stdout is not a terminal.
+    #[arg(long, global = true, value_enum)]
+    output: Option<Output>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+    /// Log more, including the SQL of each plan.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install or upgrade the registry, event trigger and exposure functions (run once, as a superuser).
+    Bootstrap {
+        /// Superuser connection URL (default: database.url).
+        #[arg(long, env = "SUPABASE_CONNECTOR_BOOTSTRAP_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The role actions will run as (`postgres` on Supabase).
+        #[arg(long, default_value = "postgres")]
+        runtime_role: String,
+    },
+    /// Run an action: `run upsert_database_project_access --params '{"project": "acme"}'`.
+    Run {
+        /// Action name (see `catalog`).
+        action: String,
+        /// Parameters: inline JSON, @FILE, or - for stdin.
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
+    /// Show the SQL an action would apply, without applying it (`dry_run`).
+    Plan {
+        action: String,
+        #[arg(long, default_value = "{}")]
+        params: String,
+    },
+    /// Print the connector catalog: actions and their JSON Schemas.
+    Catalog,
+    /// Compare projects with their model and report drift; --repair fixes what is safe.
+    Verify {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Revoke expired leases (drop their roles, end their sessions).
+    Reap,
+    /// Apply a directory of Supabase-style migrations (`<version>_<name>.sql`) to a project.
+    Migrate {
+        #[arg(long)]
+        project: String,
+        dir: PathBuf,
+    },
+    /// Run the whole thing locally: an ephemeral PostgreSQL + OpenBao, two projects, leases, isolation shown live.
+    Demo {
+        /// Leave the stack running and print how to connect.
+        #[arg(long)]
+        keep: bool,
+        /// Print secrets in the final env instead of masking them.
+        #[arg(long)]
+        show_secrets: bool,
+        /// PostgreSQL major version of the stack (15 or 18).
+        #[arg(long, default_value = "15")]
+        pg: String,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+fn read_params(spec: &str) -> Result<Value, Error> {
+    let text = if spec == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::invalid(format!("reading stdin: {e}")))?;
+        s
+    } else if let Some(path) = spec.strip_prefix('@') {
+        std::fs::read_to_string(path).map_err(|e| Error::invalid(format!("reading {path}: {e}")))?
+    } else {
+        spec.to_string()
+    };
+    serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--params is not JSON: {e}")))
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config, Error> {
+    let value = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::invalid(format!("reading {}: {e}", p.display())))?;
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::invalid(format!("{} is not JSON: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    Config::from_json(value)
+}
+
+/// Read `DIR/<version>_<name>.sql` files into the migrations parameter.
+fn read_migrations(dir: &PathBuf) -> Result<Value, Error> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::invalid(format!("reading {}: {e}", dir.display())))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::invalid(e.to_string()))?.path();
+        let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+            continue;
+        };
+        let Some(stem) = file.strip_suffix(".sql") else {
+            continue;
+        };
+        let (version, name) = stem
+            .split_once('_')
+            .ok_or_else(|| Error::invalid(format!("{file}: expected <version>_<name>.sql")))?;
+        let sql = std::fs::read_to_string(&path)
+            .map_err(|e| Error::invalid(format!("reading {file}: {e}")))?;
+        out.push(json!({"version": version, "name": name, "sql": sql}));
+    }
+    out.sort_by(|a, b| a["version"].as_str().cmp(&b["version"].as_str()));
+    Ok(Value::from(out))
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.verbose {
+        "supabase_connector=debug"
+    } else {
+        "supabase_connector=warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUPABASE_CONNECTOR_LOG")
+        .unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+/// Render a result as a two-column table (for people at a terminal).
+fn table(value: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, rows: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, rows);
+                }
+            }
+            Value::String(s) => rows.push((prefix.into(), s.clone())),
+            other => rows.push((prefix.into(), other.to_string())),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", value, &mut rows);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{k:width$}  {v}\n"))
+        .collect()
+}
+
+async fn run(cli: &Cli) -> Result<Value, Error> {
+    match &cli.command {
+        Command::Catalog => Ok(supabase_connector::catalog().clone()),
+        Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+        Command::Demo {
+            keep,
+            show_secrets,
+            pg,
+        } => {
+            supabase_connector::demo::run(supabase_connector::demo::DemoOptions {
+                keep: *keep,
+                show_secrets: *show_secrets,
+                pg: pg.clone(),
+            })
+            .await
+        }
+        Command::Bootstrap {
+            database_url,
+            runtime_role,
+        } => {
+            let mut config = load_config(&cli.config)?;
+            if let Some(url) = database_url {
+                config.database.url = Some(supabase_connector::config::Secret::new(url.clone()));
+            }
+            supabase_connector::bootstrap::run(&config, None, runtime_role).await
+        }
+        command => {
+            let connector = Connector::new(load_config(&cli.config)?).await?;
+            let (action, params) = match command {
+                Command::Run { action, params } => (action.clone(), read_params(params)?),
+                Command::Plan { action, params } => {
+                    let mut p = read_params(params)?;
+                    if let Some(o) = p.as_object_mut() {
+                        o.insert("dry_run".into(), Value::Bool(true));
+                    }
+                    (action.clone(), p)
+                }
+                Command::Verify { project, repair } => {
+                    let mut p = json!({"repair": repair});
+                    if let Some(project) = project {
+                        p["project"] = json!(project);
+                    }
+                    ("verify_database_project".into(), p)
+                }
+                Command::Reap => ("reap_expired_leases".into(), json!({})),
+                Command::Migrate { project, dir } => (
+                    "apply_database_migrations".into(),
+                    json!({"project": project, "migrations": read_migrations(dir)?}),
+                ),
+                _ => unreachable!(),
+            };
+            let result = connector.execute(&action, params).await;
+            if cli.verbose {
+                if let Ok(v) = &result {
+                    for s in v["statements"].as_array().into_iter().flatten() {
+                        tracing::debug!(sql = %s.as_str().unwrap_or_default(), "plan");
+                    }
+                }
+            }
+            connector.close();
+            result
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "supabase-connector",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
+    init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(run(&cli));
+    let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() {
+        Output::Table
+    } else {
+        Output::Json
+    });
+    match result {
+        Ok(value) => {
+            if matches!(cli.command, Command::Demo { .. }) {
+                return;
+            }
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&value).expect("JSON")),
+                Output::Table => print!("{}", table(&value)),
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"error": e.to_json()})).expect("JSON")
+            );
+            std::process::exit(e.code.exit_code());
+        }
+    }
+}

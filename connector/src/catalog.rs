@@ -1,0 +1,174 @@
+//! The embedded connector catalog (`catalog/connector-catalog.json`): the
+//! single source of truth for actions and their parameter schemas.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+const CATALOG_JSON: &str = include_str!("../../catalog/connector-catalog.json");
+
+/// The parsed catalog.
+pub fn catalog() -> &'static Value {
+    static CATALOG: OnceLock<Value> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        serde_json::from_str(CATALOG_JSON).expect("the embedded catalog is valid JSON")
+    })
+}
+
+/// Names of every action, in catalog order.
+pub fn action_names() -> Vec<&'static str> {
+    catalog()["actions"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn validators() -> &'static BTreeMap<String, jsonschema::Validator> {
+    static VALIDATORS: OnceLock<BTreeMap<String, jsonschema::Validator>> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        let cat = catalog();
+        let defs = cat["$defs"].clone();
+        cat["actions"]
+            .as_object()
+            .expect("catalog has actions")
+            .iter()
+            .map(|(name, action)| {
+                let mut schema = action["params"].as_object().cloned().unwrap_or_default();
+                schema.insert("$defs".into(), defs.clone());
+                let validator = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .build(&Value::Object(schema))
+                    .unwrap_or_else(|e| panic!("catalog schema of {name} is invalid: {e}"));
+                (name.clone(), validator)
+            })
+            .collect()
+    })
+}
+
+/// Validate `params` for `action` and return them with schema defaults filled
+/// in. Every violation is listed with its JSON pointer.
+pub fn validate(action: &str, params: &Value) -> Result<Value> {
+    let Some(validator) = validators().get(action) else {
+        return Err(Error::invalid(format!("unknown action {action:?}"))
+            .with_details(json!({"violations": [{"path": "", "message": "unknown action"}], "actions": action_names()})));
+    };
+    let params = match params {
+        Value::Null => Value::Object(Map::new()),
+        p => p.clone(),
+    };
+    let violations: Vec<Value> = validator
+        .iter_errors(&params)
+        .map(|e| {
+            let path = e.instance_path.to_string();
+            json!({"path": if path.is_empty() { "/".to_string() } else { path }, "message": short(&e.to_string())})
+        })
+        .collect();
+    if !violations.is_empty() {
+        let summary: Vec<String> = violations
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}: {}",
+                    v["path"].as_str().unwrap_or(""),
+                    v["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        return Err(Error::invalid(format!(
+            "invalid parameters for {action}: {}",
+            summary.join("; ")
+        ))
+        .with_details(json!({"violations": violations})));
+    }
+    Ok(with_defaults(action, params))
+}
+
+/// Keep messages readable when the offending value is a 10 kB string.
+fn short(message: &str) -> String {
+    const MAX: usize = 300;
+    if message.len() <= MAX {
+        return message.to_string();
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+fn with_defaults(action: &str, mut params: Value) -> Value {
+    let props = &catalog()["actions"][action]["params"]["properties"];
+    if let (Some(obj), Some(props)) = (params.as_object_mut(), props.as_object()) {
+        for (key, schema) in props {
+            if let Some(default) = schema.get("default") {
+                obj.entry(key.clone()).or_insert_with(|| default.clone());
+            }
+        }
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_action_is_declared() {
+        let names = action_names();
+        for a in [
+            "upsert_database_project_access",
+            "upsert_database_team_access",
+            "upsert_database_access",
+            "issue_database_lease",
+            "renew_database_lease",
+            "revoke_database_lease",
+            "revoke_database_access",
+            "revoke_database_team_access",
+            "remove_database_project",
+            "apply_database_migrations",
+            "verify_database_project",
+            "describe_database_project",
+            "reap_expired_leases",
+        ] {
+            assert!(names.contains(&a), "{a} missing from the catalog");
+        }
+        assert_eq!(catalog()["id"], "supabase");
+        // every validator compiles
+        assert_eq!(validators().len(), names.len());
+    }
+
+    #[test]
+    fn lists_every_violation_with_its_pointer() {
+        let err = validate(
+            "upsert_database_project_access",
+            &json!({"project": "Bad Slug", "expose": "yes", "bogus": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_params");
+        let paths: Vec<&str> = err.details["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["path"].as_str().unwrap())
+            .collect();
+        assert!(paths.contains(&"/project"), "{paths:?}");
+        assert!(paths.contains(&"/expose"), "{paths:?}");
+        assert!(paths.contains(&"/"), "{paths:?}"); // the unknown key
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let p = validate("remove_database_project", &json!({"project": "acme"})).unwrap();
+        assert_eq!(p["drop_data"], false);
+        assert_eq!(p["dry_run"], false);
+    }
+
+    #[test]
+    fn unknown_action() {
+        assert_eq!(
+            validate("nope", &json!({})).unwrap_err().code.as_str(),
+            "invalid_params"
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! Configuration (contract §7): a JSON object with an environment fallback
+//! for the keys that have one. Secrets inside it are wrapped in [`Secret`] so
+//! `Debug` never prints them.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+
+/// A string that never shows itself in `Debug` or `Display`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call sites are few and easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the connector reads from its configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub openbao: OpenBaoConfig,
+    pub api: ApiConfig,
+    pub lease: LeaseConfig,
+    pub exposure: ExposureConfig,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgresql://user[:password]@host:port/db`; without a password the
+    /// connector reads `POSTGRES_PASSWORD` from OpenBao.
+    pub url: Option<Secret>,
+    pub pool_size: usize,
+    /// `disable`, `prefer` or `require`.
+    pub sslmode: String,
+    pub ca_file: Option<String>,
+    /// Seconds to wait for a free pooled connection before `database_unavailable`.
+    pub pool_timeout_seconds: u64,
+    /// Server-side `statement_timeout` for action transactions, in milliseconds (0 = none).
+    pub statement_timeout_ms: u64,
+    /// Server-side `lock_timeout` for action transactions, in milliseconds (0 = none).
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            pool_size: 8,
+            sslmode: "prefer".into(),
+            ca_file: None,
+            pool_timeout_seconds: 10,
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_ref().map(|u| redact_url(u.expose())))
+            .field("pool_size", &self.pool_size)
+            .field("sslmode", &self.sslmode)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenBaoConfig {
+    pub addr: Option<String>,
+    pub token: Option<Secret>,
+    pub approle: Option<AppRoleConfig>,
+    pub mount: String,
+    pub path: String,
+    /// How long secrets read from OpenBao are reused, in seconds.
+    pub cache_seconds: u64,
+    pub timeout_seconds: u64,
+}
+
+impl Default for OpenBaoConfig {
+    fn default() -> Self {
+        OpenBaoConfig {
+            addr: None,
+            token: None,
+            approle: None,
+            mount: "secret".into(),
+            path: "connectors/supabase".into(),
+            cache_seconds: 30,
+            timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppRoleConfig {
+    pub role_id: String,
+    pub secret_id: Secret,
+    #[serde(default = "default_approle_mount")]
+    pub mount: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The public URL of the gateway (Kong) in front of PostgREST.
+    pub url: Option<String>,
+    pub isolation: String,
+    pub tenant_code: String,
+    /// URL of an isolated project's dedicated PostgREST; `{project}` and
+    /// `{schema}` are replaced.
+    pub isolated_url_template: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            url: None,
+            isolation: "shared".into(),
+            tenant_code: "allow".into(),
+            isolated_url_template: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    pub database_host: Option<String>,
+    pub database_port: Option<u16>,
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+    pub max_lifetime_seconds: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            database_host: None,
+            database_port: None,
+            default_ttl_seconds: 900,
+            max_ttl_seconds: 3600,
+            max_lifetime_seconds: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExposureConfig {
+    /// `role_setting`, `pre_config` or `none`.
+    pub mode: String,
+    /// Schemas served before the project schemas (a list or a comma-separated string).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub base_schemas: Vec<String>,
+}
+
+impl Default for ExposureConfig {
+    fn default() -> Self {
+        ExposureConfig {
+            mode: "role_setting".into(),
+            base_schemas: vec!["public".into(), "storage".into(), "graphql_public".into()],
+        }
+    }
+}
+
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(d)? {
+        ListOrCsv::List(v) => v,
+        ListOrCsv::Csv(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    })
+}
+
+impl Config {
+    /// Parse a JSON config (or none) and fill unset keys from the environment.
+    pub fn from_json(value: Option<Value>) -> Result<Config> {
+        let mut config: Config = match value {
+            None | Some(Value::Null) => Config::default(),
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| Error::invalid(format!("invalid configuration: {e}")))?,
+        };
+        config.fill_from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Apply the environment fallbacks of contract §7 to keys left unset.
+    pub fn fill_from_env(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if self.database.url.is_none() {
+            self.database.url = env("SUPABASE_CONNECTOR_DATABASE_URL").map(Secret::new);
+        }
+        if self.openbao.addr.is_none() {
+            self.openbao.addr = env("BAO_ADDR").or_else(|| env("VAULT_ADDR"));
+        }
+        if self.openbao.token.is_none() && self.openbao.approle.is_none() {
+            self.openbao.token = env("BAO_TOKEN")
+                .or_else(|| env("VAULT_TOKEN"))
+                .map(Secret::new);
+        }
+        if self.api.url.is_none() {
+            self.api.url = env("SUPABASE_CONNECTOR_API_URL");
+        }
+    }
+
+    /// Reject values that cannot work, before anything connects.
+    pub fn validate(&self) -> Result<()> {
+        let one_of = |key: &str, v: &str, allowed: &[&str]| {
+            if allowed.contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "config {key}: {v:?} is not one of {allowed:?}"
+                )))
+            }
+        };
+        one_of(
+            "exposure.mode",
+            &self.exposure.mode,
+            &["role_setting", "pre_config", "none"],
+        )?;
+        one_of(
+            "api.isolation",
+            &self.api.isolation,
+            &["shared", "isolated"],
+        )?;
+        one_of("api.tenant_code", &self.api.tenant_code, &["allow", "deny"])?;
+        one_of(
+            "database.sslmode",
+            &self.database.sslmode,
+            &["disable", "prefer", "require"],
+        )?;
+        for s in &self.exposure.base_schemas {
+            if !crate::plan::is_plain_identifier(s) {
+                return Err(Error::invalid(format!(
+                    "config exposure.base_schemas: {s:?} is not a plain schema name"
+                )));
+            }
+        }
+        let l = &self.lease;
+        if l.default_ttl_seconds == 0
+            || l.default_ttl_seconds > l.max_ttl_seconds
+            || l.max_ttl_seconds > l.max_lifetime_seconds
+        {
+            return Err(Error::invalid(
+                "config lease: need 0 < default_ttl_seconds <= max_ttl_seconds <= max_lifetime_seconds",
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(Error::invalid(
+                "config database.pool_size must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Config::from_json(Some(json!({
+            "database": {"url": "postgresql://postgres:hunter2@db:5432/postgres"},
+            "openbao": {"addr": "http://bao:8200", "token": "s.topsecret",
+                        "approle": {"role_id": "r", "secret_id": "sid-secret"}}
+        })))
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("topsecret") && !dbg.contains("sid-secret"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("postgres:***@db"));
+    }
+
+    #[test]
+    fn env_fallbacks_and_defaults() {
+        let mut c = Config::default();
+        c.fill_from_env(|k| match k {
+            "VAULT_ADDR" => Some("http://v:8200".into()),
+            "BAO_TOKEN" => Some("t".into()),
+            _ => None,
+        });
+        assert_eq!(c.openbao.addr.as_deref(), Some("http://v:8200"));
+        assert_eq!(c.openbao.token.as_ref().unwrap().expose(), "t");
+        assert_eq!(c.lease.default_ttl_seconds, 900);
+        assert_eq!(
+            c.exposure.base_schemas,
+            ["public", "storage", "graphql_public"]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::from_json(Some(json!({"exposure": {"mode": "yaml"}}))).is_err());
+        assert!(Config::from_json(Some(json!({"unknown": 1}))).is_err());
+        assert!(
+            Config::from_json(Some(json!({"exposure": {"base_schemas": "public,x;y"}}))).is_err()
+        );
+        let c =
+            Config::from_json(Some(json!({"exposure": {"base_schemas": "public, api"}}))).unwrap();
+        assert_eq!(c.exposure.base_schemas, ["public", "api"]);
+    }
+}

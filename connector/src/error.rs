@@ -1,0 +1,183 @@
+//! The connector's single error type, with the codes of the contract (§8).
+
+use serde_json::{json, Value};
+use std::fmt;
+
+/// Stable error codes shared by the CLI, the library and the Python bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidParams,
+    NotFound,
+    Conflict,
+    Forbidden,
+    SecretsUnavailable,
+    DatabaseUnavailable,
+    MigrationFailed,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as written in JSON (`invalid_params`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidParams => "invalid_params",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SecretsUnavailable => "secrets_unavailable",
+            ErrorCode::DatabaseUnavailable => "database_unavailable",
+            ErrorCode::MigrationFailed => "migration_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The CLI's exit status for this code.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCode::Internal => 1,
+            ErrorCode::InvalidParams => 2,
+            ErrorCode::NotFound => 3,
+            ErrorCode::Conflict => 4,
+            ErrorCode::Forbidden => 5,
+            ErrorCode::SecretsUnavailable => 6,
+            ErrorCode::DatabaseUnavailable => 7,
+            ErrorCode::MigrationFailed => 8,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as data: a code, a human message and structured details.
+///
+/// Messages and details never carry secrets: every constructor is fed
+/// identifiers and PostgreSQL/OpenBao messages only.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Value,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParams, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+    pub fn secrets(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::SecretsUnavailable, message)
+    }
+    pub fn database(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::DatabaseUnavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// `invalid_params` for a single violation at a JSON pointer.
+    pub fn invalid_at(pointer: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::invalid(format!("{pointer}: {message}"))
+            .with_details(json!({"violations": [{"path": pointer, "message": message}]}))
+    }
+
+    /// The JSON shape of contract §8: `{"code", "message", "details"}`.
+    pub fn to_json(&self) -> Value {
+        json!({"code": self.code.as_str(), "message": self.message, "details": self.details})
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// SQLSTATE classes that mean "the server went away", not "the SQL was wrong".
+fn is_connection_state(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("57P") // admin/crash shutdown, cannot connect now
+        || code == "53300" // too many connections
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            let code = db.code().code();
+            let details = json!({
+                "sqlstate": code,
+                "detail": db.detail(),
+                "hint": db.hint(),
+            });
+            let kind = if is_connection_state(code) {
+                ErrorCode::DatabaseUnavailable
+            } else if code == "40P01" || code == "55P03" || code == "57014" {
+                // deadlock, lock timeout, statement timeout: the action rolled back
+                ErrorCode::DatabaseUnavailable
+            } else {
+                ErrorCode::Internal
+            };
+            return Error::new(kind, format!("PostgreSQL: {}", db.message())).with_details(details);
+        }
+        if e.is_closed()
+            || e.to_string().contains("connection")
+            || e.to_string().contains("timed out")
+        {
+            return Error::database(format!("PostgreSQL connection lost: {e}"));
+        }
+        Error::database(format!("PostgreSQL: {e}"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                let mut err = Error::from(e);
+                if err.code == ErrorCode::Internal {
+                    err.code = ErrorCode::DatabaseUnavailable;
+                }
+                err
+            }
+            deadpool_postgres::PoolError::Timeout(_) => {
+                Error::database("no database connection became free in time (pool exhausted)")
+            }
+            other => Error::database(format!("cannot get a database connection: {other}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::internal(format!("JSON: {e}"))
+    }
+}

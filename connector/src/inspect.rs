@@ -1,0 +1,232 @@
+//! Actual state, read from the catalogs and the registry in as few queries
+//! as possible (one per question), aware of the server version.
+
+use crate::db::{Conn, ServerInfo};
+use crate::error::Result;
+use crate::names::ProjectNames;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The registry row of a project.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ProjectRow {
+    pub state: String,
+    pub exposed: bool,
+    pub isolation: String,
+    pub tenant_code: String,
+}
+
+/// Attributes of one role.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleState {
+    pub name: String,
+    pub login: bool,
+    pub inherit: bool,
+    pub superuser: bool,
+    pub createrole: bool,
+    pub createdb: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+}
+
+/// One direct `pg_auth_members` row. `inherit`/`set` exist on PostgreSQL 16+.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Membership {
+    pub role: String,
+    pub member: String,
+    pub admin: bool,
+    pub inherit: Option<bool>,
+    pub set: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AclEntry {
+    pub grantee: String,
+    pub privilege: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaState {
+    pub owner: String,
+    /// Grants other than the owner's own.
+    pub grants: Vec<AclEntry>,
+}
+
+/// One entry of the owner's default privileges (`pg_default_acl`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DefaultAcl {
+    pub in_schema: bool,
+    /// `r` tables, `S` sequences, `f` functions, `T` types, `n` schemas.
+    pub objtype: String,
+    pub grantee: String,
+    pub privilege: String,
+}
+
+/// A class role lacking privileges on an existing object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MissingGrant {
+    /// `TABLE`, `SEQUENCE` or `ROUTINE`.
+    pub kind: String,
+    /// Qualified, quoted by PostgreSQL.
+    pub object: String,
+    pub role: String,
+    pub privileges: Vec<String>,
+}
+
+/// Everything `upsert_database_project_access` compares against.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectState {
+    pub registry: Option<ProjectRow>,
+    /// Another slug already mapped to this schema name.
+    pub schema_taken_by: Option<String>,
+    pub roles: Vec<RoleState>,
+    pub memberships: Vec<Membership>,
+    pub runtime_inherits_owner: bool,
+    pub runtime_can_set_owner: bool,
+    pub schema: Option<SchemaState>,
+    pub default_acl: Vec<DefaultAcl>,
+    pub functions_public_revoked: bool,
+    pub tables_without_rls: Vec<String>,
+    pub views_without_invoker: Vec<String>,
+    pub missing_grants: Vec<MissingGrant>,
+    pub matviews_with_class_grants: Vec<String>,
+    /// The schema is in the served `pgrst.db_schemas` list.
+    pub listed: bool,
+    pub exposure_settings: Option<Value>,
+    pub active_leases: i64,
+}
+
+impl ProjectState {
+    pub fn role(&self, name: &str) -> Option<&RoleState> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    pub fn membership(&self, role: &str, member: &str) -> Option<&Membership> {
+        self.memberships
+            .iter()
+            .find(|m| m.role == role && m.member == member)
+    }
+}
+
+/// The project-state query. `$1` slug, `$2` the project's role names, `$3`
+/// schema, `$4` owner, `$5` authenticated class, `$6` anon class.
+fn project_state_sql(server: &ServerInfo) -> String {
+    let (membership_options, set_privilege) = if server.pg16_grants() {
+        (
+            ", 'inherit', am.inherit_option, 'set', am.set_option",
+            "SET",
+        )
+    } else {
+        ("", "MEMBER")
+    };
+    format!(
+        r#"
+with r as (
+  select oid, rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+  from pg_roles where rolname = any($2::text[])
+), nsp as (
+  select oid, nspname, nspowner, nspacl from pg_namespace where nspname = $3::text
+), own as (
+  select oid from r where rolname = $4::text
+), objects as (
+  select 'TABLE' as kind, format('%I.%I', n.nspname, c.relname) as object,
+         coalesce(c.relacl, acldefault('r', c.relowner)) as acl
+  from pg_class c join nsp n on n.oid = c.relnamespace where c.relkind in ('r', 'p', 'v', 'f')
+  union all
+  select 'SEQUENCE', format('%I.%I', n.nspname, c.relname), coalesce(c.relacl, acldefault('s', c.relowner))
+  from pg_class c join nsp n on n.oid = c.relnamespace where c.relkind = 'S'
+  union all
+  select 'ROUTINE', p.oid::regprocedure::text, coalesce(p.proacl, acldefault('f', p.proowner))
+  from pg_proc p join nsp n on n.oid = p.pronamespace
+), wanted(kind, role, privileges) as (
+  values ('TABLE', $5::text, array['SELECT', 'INSERT', 'UPDATE', 'DELETE']),
+         ('TABLE', $6::text, array['SELECT']),
+         ('SEQUENCE', $5::text, array['USAGE', 'SELECT']),
+         ('ROUTINE', $5::text, array['EXECUTE']),
+         ('ROUTINE', $6::text, array['EXECUTE'])
+)
+select json_build_object(
+  'registry', (select row_to_json(p) from (
+      select state, exposed, isolation, tenant_code from supabase_connector.projects where slug = $1::text) p),
+  'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
+  'roles', coalesce((select json_agg(json_build_object(
+      'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
+      'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
+      'bypassrls', rolbypassrls)) from r), '[]'),
+  'memberships', coalesce((select json_agg(json_build_object(
+      'role', g.rolname, 'member', m.rolname, 'admin', am.admin_option {membership_options}))
+    from pg_auth_members am join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
+    where (am.roleid in (select oid from r) or am.member in (select oid from r))
+      and m.rolname not like 'lease\_%'), '[]'),
+  'runtime_inherits_owner', coalesce((select pg_has_role(current_user, oid, 'USAGE') from own), false),
+  'runtime_can_set_owner', coalesce((select pg_has_role(current_user, oid, '{set_privilege}') from own), false),
+  'schema', (select json_build_object('owner', nspowner::regrole::text, 'grants', coalesce((
+      select json_agg(json_build_object(
+        'grantee', case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
+        'privilege', x.privilege_type))
+      from aclexplode(coalesce(nspacl, acldefault('n', nspowner))) x where x.grantee <> nspowner), '[]'))
+    from nsp),
+  'default_acl', coalesce((select json_agg(json_build_object(
+      'in_schema', d.defaclnamespace <> 0, 'objtype', d.defaclobjtype,
+      'grantee', case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
+      'privilege', x.privilege_type))
+    from pg_default_acl d cross join lateral aclexplode(d.defaclacl) x
+    where d.defaclrole = (select oid from own) and x.grantee <> d.defaclrole
+      and (d.defaclnamespace = 0 or d.defaclnamespace = (select oid from nsp))), '[]'),
+  'functions_public_revoked', exists (
+    select 1 from pg_default_acl d
+    where d.defaclrole = (select oid from own) and d.defaclnamespace = 0 and d.defaclobjtype = 'f'
+      and not exists (select 1 from aclexplode(d.defaclacl) x where x.grantee = 0)),
+  'tables_without_rls', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname) order by c.relname)
+    from pg_class c join nsp n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p') and not c.relrowsecurity), '[]'),
+  'views_without_invoker', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname) order by c.relname)
+    from pg_class c join nsp n on n.oid = c.relnamespace
+    where c.relkind = 'v' and not coalesce((select option_value::boolean from pg_options_to_table(c.reloptions)
+                                            where option_name = 'security_invoker'), false)), '[]'),
+  'missing_grants', coalesce((select json_agg(json_build_object(
+      'kind', o.kind, 'object', o.object, 'role', w.role, 'privileges', w.privileges) order by o.object, w.role)
+    from objects o join wanted w on w.kind = o.kind
+    where exists (select 1 from pg_roles where rolname = w.role)
+      and not (w.privileges <@ array(select x.privilege_type from aclexplode(o.acl) x
+                                     where x.grantee = (select oid from pg_roles where rolname = w.role)))), '[]'),
+  'matviews_with_class_grants', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname))
+    from pg_class c join nsp n on n.oid = c.relnamespace
+    where c.relkind = 'm' and exists (select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) x
+                                      join pg_roles g on g.oid = x.grantee where g.rolname in ($5::text, $6::text))), '[]'),
+  'listed', $3::text = any(string_to_array(coalesce(supabase_connector.served_db_schemas(), ''), ',')),
+  'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
+  'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)
+)"#
+    )
+}
+
+/// Read a project's actual state: one query.
+pub async fn project_state(
+    conn: &Conn,
+    server: &ServerInfo,
+    names: &ProjectNames,
+) -> Result<ProjectState> {
+    let role_names = vec![
+        names.owner.clone(),
+        names.service_role.clone(),
+        names.authenticated.clone(),
+        names.anon.clone(),
+        names.authenticator.clone(),
+    ];
+    let row = conn
+        .query_one(
+            &project_state_sql(server),
+            &[
+                &names.slug.as_str(),
+                &role_names,
+                &names.schema,
+                &names.owner,
+                &names.authenticated,
+                &names.anon,
+            ],
+        )
+        .await?;
+    let value: Value = row.get(0);
+    Ok(serde_json::from_value(value)?)
+}

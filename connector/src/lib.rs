@@ -1,0 +1,155 @@
+//! The supabase connector: lets many projects share one central,
+//! self-hosted Supabase. Each project gets its own schema, roles, row-level
+//! security, exposure through the central PostgREST, and short-lived leases
+//! minted from secrets held in OpenBao.
+//!
+//! Every action reads as a pipeline: **model** (desired state from params)
+//! → **inspect** (actual state) → **diff** → **plan** (typed changes, then
+//! SQL for the server's version) → **apply** (one transaction, advisory
+//! locks, one audit row). `dry_run` returns the plan instead.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), supabase_connector::Error> {
+//! use supabase_connector::{Config, Connector};
+//! let connector = Connector::new(Config::from_json(None)?).await?;
+//! let state = connector
+//!     .execute("upsert_database_project_access", serde_json::json!({"project": "acme"}))
+//!     .await?;
+//! println!("{}", state["lease"]["env"]["DATABASE_URL"]);
+//! # Ok(()) }
+//! ```
+
+pub mod actions;
+pub mod apply;
+pub mod bootstrap;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod inspect;
+pub mod lease;
+pub mod model;
+pub mod names;
+pub mod plan;
+pub mod secrets;
+
+pub use config::Config;
+pub use error::{Error, ErrorCode, Result};
+
+use db::Database;
+use secrets::{ConnectorSecrets, OpenBao};
+use serde_json::Value;
+use std::str::FromStr;
+use tokio::sync::OnceCell;
+use tracing::Instrument;
+
+/// The connector: configuration, the OpenBao client and a lazily opened
+/// database pool. Cheap to share (`Arc<Connector>`); every method takes `&self`.
+pub struct Connector {
+    config: Config,
+    openbao: std::result::Result<OpenBao, Error>,
+    db: OnceCell<Database>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Build a connector. Nothing connects until the first action needs it.
+    pub async fn new(config: Config) -> Result<Connector> {
+        config.validate()?;
+        let openbao = OpenBao::new(config.openbao.clone());
+        Ok(Connector {
+            config,
+            openbao,
+            db: OnceCell::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Run one action with JSON parameters (validated against the catalog).
+    pub async fn execute(&self, action: &str, params: Value) -> Result<Value> {
+        let params = catalog::validate(action, &params)?;
+        let project = params
+            .get("project")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let lease_id = params
+            .get("lease_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let span = tracing::info_span!("action", action, project, lease_id);
+        async {
+            let started = std::time::Instant::now();
+            let result = actions::dispatch(self, action, &params).await;
+            match &result {
+                Ok(_) => tracing::info!(
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "action done"
+                ),
+                Err(e) => {
+                    tracing::warn!(code = e.code.as_str(), error = %e.message, "action failed")
+                }
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The OpenBao client, or why there is none.
+    pub fn openbao(&self) -> Result<&OpenBao> {
+        self.openbao.as_ref().map_err(Clone::clone)
+    }
+
+    /// The secrets leases need (cached briefly).
+    pub async fn secrets(&self) -> Result<ConnectorSecrets> {
+        self.openbao()?.secrets().await
+    }
+
+    /// The database pool, opened on first use.
+    pub async fn db(&self) -> Result<&Database> {
+        self.db
+            .get_or_try_init(|| async {
+                let password = self.database_password().await?;
+                Database::connect(&self.config, password.as_ref(), true).await
+            })
+            .await
+    }
+
+    /// The runtime role's password from OpenBao, when the URL carries none.
+    async fn database_password(&self) -> Result<Option<config::Secret>> {
+        let url = self.config.database.url.as_ref().ok_or_else(|| {
+            Error::invalid("database.url is not configured (or SUPABASE_CONNECTOR_DATABASE_URL)")
+        })?;
+        let has_password = tokio_postgres::Config::from_str(url.expose())
+            .map(|c| c.get_password().is_some())
+            .unwrap_or(false);
+        if has_password {
+            return Ok(None);
+        }
+        let secrets = self.secrets().await?;
+        Ok(secrets.postgres_password)
+    }
+
+    /// Close the pool; later actions fail.
+    pub fn close(&self) {
+        if let Some(db) = self.db.get() {
+            db.close();
+        }
+    }
+}
+
+/// The embedded catalog (actions and their JSON Schemas).
+pub fn catalog() -> &'static Value {
+    catalog::catalog()
+}
