@@ -157,6 +157,7 @@ impl Stats {
 pub struct Conn {
     obj: Option<Object>,
     in_tx: AtomicBool,
+    session_lock: AtomicBool,
     pub stats: Stats,
 }
 
@@ -257,6 +258,21 @@ impl Conn {
         self.batch(&sql, n).await
     }
 
+    /// Take a session-level advisory lock; until it is released the
+    /// connection is closed instead of reused if dropped.
+    pub async fn hold_session_lock(&self, name: &str) -> Result<()> {
+        self.session_lock.store(true, Ordering::Relaxed);
+        self.batch(&format!("SELECT pg_advisory_lock({})", lock_key(name)), 1)
+            .await
+    }
+
+    pub async fn release_session_lock(&self, name: &str) -> Result<()> {
+        self.batch(&format!("SELECT pg_advisory_unlock({})", lock_key(name)), 1)
+            .await?;
+        self.session_lock.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub async fn commit(&self) -> Result<()> {
         self.batch("COMMIT", 1).await?;
         self.in_tx.store(false, Ordering::Relaxed);
@@ -276,7 +292,7 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // A connection left inside a transaction (an error, a cancelled
         // future) is closed rather than reused: the server rolls it back.
-        if *self.in_tx.get_mut() {
+        if *self.in_tx.get_mut() || *self.session_lock.get_mut() {
             if let Some(obj) = self.obj.take() {
                 drop(Object::take(obj));
             }
@@ -288,6 +304,9 @@ impl Drop for Conn {
 pub struct Database {
     pool: Pool,
     pub server: ServerInfo,
+    /// How to reach the server (for sessions logged in as a lease).
+    base: tokio_postgres::Config,
+    tls: postgres_native_tls::MakeTlsConnector,
 }
 
 impl Database {
@@ -341,9 +360,10 @@ impl Database {
             .build()
             .map_err(|e| Error::internal(format!("TLS: {e}")))?;
         let tls = postgres_native_tls::MakeTlsConnector::new(tls);
+        let base = pg.clone();
         let manager = Manager::from_config(
             pg,
-            tls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -400,7 +420,33 @@ impl Database {
             }
         }
         drop(obj);
-        Ok(Database { pool, server })
+        Ok(Database {
+            pool,
+            server,
+            base,
+            tls,
+        })
+    }
+
+    /// A session of its own, logged in as `user` (a lease role): the
+    /// connection task runs until the client is dropped.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &Secret,
+    ) -> Result<tokio_postgres::Client> {
+        let mut pg = self.base.clone();
+        pg.user(user)
+            .password(password.expose())
+            .application_name("supabase-connector migrations");
+        pg.options("");
+        let (client, connection) = pg.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "lease session ended");
+            }
+        });
+        Ok(client)
     }
 
     /// A connection for one action.
@@ -409,6 +455,7 @@ impl Database {
         Ok(Conn {
             obj: Some(obj),
             in_tx: AtomicBool::new(false),
+            session_lock: AtomicBool::new(false),
             stats: Stats::default(),
         })
     }

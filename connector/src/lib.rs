@@ -33,6 +33,7 @@ pub mod model;
 pub mod names;
 pub mod plan;
 pub mod secrets;
+pub mod sqlscan;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};

@@ -299,9 +299,11 @@ as $$
   limit 1
 $$;
 
--- Every ACL entry in a project schema whose grantee is outside the project.
+-- Every ACL entry in a project schema whose grantee is outside the project:
+-- the kind and SQL name of the object (quoted by PostgreSQL), the grantee
+-- ('PUBLIC' or a quoted role name) and the privilege.
 create or replace function supabase_connector.foreign_grants(p_schema text)
-returns table (object text, grantee text, privilege text)
+returns table (kind text, object text, grantee text, privilege text)
 language sql
 stable
 security definer
@@ -315,36 +317,37 @@ as $$
                         nsp.nspname || '_authenticated', nsp.nspname || '_anon',
                         nsp.nspname || '_authenticator')
   ), acls as (
-    select format('schema %I', nsp.nspname) as object, nsp.nspowner as owner,
+    select 'SCHEMA' as kind, quote_ident(nsp.nspname) as object, nsp.nspowner as owner,
            coalesce(nsp.nspacl, acldefault('n', nsp.nspowner)) as acl
     from nsp
     union all
-    select format('%s %s', case c.relkind when 'S' then 'sequence' when 'v' then 'view'
-                  when 'm' then 'materialized view' else 'table' end, c.oid::regclass),
+    select case when c.relkind = 'S' then 'SEQUENCE' else 'TABLE' end, c.oid::regclass::text,
            c.relowner, coalesce(c.relacl, acldefault(case when c.relkind = 'S' then 's'::"char" else 'r'::"char" end, c.relowner))
     from pg_class c, nsp where c.relnamespace = nsp.oid and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
     union all
-    select format('column %s.%I', c.oid::regclass, a.attname), c.relowner, a.attacl
+    select 'COLUMN', format('%s (%I)', c.oid::regclass, a.attname), c.relowner, a.attacl
     from pg_attribute a join pg_class c on c.oid = a.attrelid, nsp
     where c.relnamespace = nsp.oid and a.attacl is not null and a.attnum > 0
     union all
-    select format('function %s', p.oid::regprocedure), p.proowner, p.proacl
-    from pg_proc p, nsp where p.pronamespace = nsp.oid and p.proacl is not null
+    select 'ROUTINE', p.oid::regprocedure::text, p.proowner, coalesce(p.proacl, acldefault('f', p.proowner))
+    from pg_proc p, nsp where p.pronamespace = nsp.oid
     union all
-    select format('type %s', t.oid::regtype), t.typowner, t.typacl
+    select 'TYPE', t.oid::regtype::text, t.typowner, t.typacl
     from pg_type t, nsp where t.typnamespace = nsp.oid and t.typacl is not null
     union all
-    select format('default privileges of %s', d.defaclrole::regrole), d.defaclrole, d.defaclacl
+    select 'DEFAULT ' || case d.defaclobjtype when 'r' then 'TABLES' when 'S' then 'SEQUENCES'
+                              when 'f' then 'FUNCTIONS' when 'T' then 'TYPES' else 'SCHEMAS' end,
+           d.defaclrole::regrole::text, d.defaclrole, d.defaclacl
     from pg_default_acl d, nsp where d.defaclnamespace = nsp.oid
   )
-  select a.object,
+  select a.kind, a.object,
          case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
          x.privilege_type
   from acls a, aclexplode(a.acl) x
   where x.grantee <> a.owner
     and x.grantee not in (select oid from allowed)
-  -- PUBLIC's default USAGE on types is PostgreSQL's own, not a grant.
-    and not (a.object like 'type %' and x.grantee = 0 and x.privilege_type = 'USAGE')
+    -- PUBLIC's default USAGE on types is PostgreSQL's own, not a grant.
+    and not (a.kind = 'TYPE' and x.grantee = 0 and x.privilege_type = 'USAGE')
 $$;
 
 create or replace function supabase_connector.on_ddl_command_end()
@@ -395,8 +398,8 @@ begin
     if v_schema is not null then
       select * into v_bad from supabase_connector.foreign_grants(v_schema) limit 1;
       if found then
-        raise exception 'grant refused: % in project schema % would give % to %, which is outside the project',
-          v_bad.object, v_schema, v_bad.privilege, v_bad.grantee
+        raise exception 'grant refused: % % in project schema % would give % to %, which is outside the project',
+          lower(v_bad.kind), v_bad.object, v_schema, v_bad.privilege, v_bad.grantee
           using errcode = '42501',
                 hint = 'grant only to the project''s own roles (' || v_schema || '_authenticated, ' || v_schema || '_anon)';
       end if;

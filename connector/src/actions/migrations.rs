@@ -1,8 +1,270 @@
-//! `apply_database_migrations` (filled in below).
-use crate::error::{Error, Result};
-use crate::Connector;
-use serde_json::Value;
+//! `apply_database_migrations`: pending migrations in version order, each in
+//! its own transaction, over a session logged in as a short-lived
+//! service-class lease (so `SET ROLE`/`RESET ROLE` cannot reach beyond the
+//! project), with `search_path` set to the project schema.
 
-pub async fn apply(_c: &Connector, _p: &Value) -> Result<Value> {
-    Err(Error::internal("apply_database_migrations: pending"))
+use super::{audit, dry_run, in_transaction, project_names};
+use crate::apply::{checksum, Audit};
+use crate::db::{Conn, Lock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::lease::{self, revoke_targets, LeaseRequest, REVOKE_TARGETS_SQL};
+use crate::model::Principal;
+use crate::names::{ident, AccessClass, ProjectNames};
+use crate::sqlscan;
+use crate::Connector;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const ACTION: &str = "apply_database_migrations";
+/// Lifetime of the lease a migration run logs in with.
+const MIGRATION_LEASE_SECONDS: u64 = 900;
+
+/// One migration file.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: String,
+    pub name: String,
+    pub sql: String,
+    pub checksum: String,
+}
+
+/// Parse, order and check the files before anything touches the database.
+pub fn parse(p: &Value) -> Result<Vec<Migration>> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, m) in p["migrations"].as_array().into_iter().flatten().enumerate() {
+        let version = m["version"].as_str().unwrap_or_default().to_string();
+        let name = m["name"].as_str().unwrap_or_default().to_string();
+        let sql = m["sql"].as_str().unwrap_or_default().to_string();
+        if let Some(prev) = seen.insert(version.clone(), i) {
+            return Err(Error::invalid_at(
+                &format!("/migrations/{i}/version"),
+                format!("version {version} repeats /migrations/{prev}"),
+            ));
+        }
+        if sql.contains('\0') {
+            return Err(Error::invalid_at(
+                &format!("/migrations/{i}/sql"),
+                "contains a NUL byte",
+            ));
+        }
+        if let Some(s) = sqlscan::statements(&sql)
+            .into_iter()
+            .find(sqlscan::is_transaction_control)
+        {
+            let (statement, line) = sqlscan::locate(&sql, s.start);
+            return Err(Error::invalid_at(
+                &format!("/migrations/{i}/sql"),
+                format!("{version}_{name}.sql: statement {statement} (line {line}) is {}: each migration already runs in its own transaction", s.keyword),
+            ));
+        }
+        out.push(Migration {
+            checksum: checksum(&sql),
+            version,
+            name,
+            sql,
+        });
+    }
+    // numeric order for digit strings of different lengths
+    out.sort_by(|a, b| (a.version.len(), &a.version).cmp(&(b.version.len(), &b.version)));
+    Ok(out)
+}
+
+/// Which files are pending; a changed checksum of an applied one is a conflict.
+async fn pending(
+    conn: &Conn,
+    names: &ProjectNames,
+    files: &[Migration],
+) -> Result<(Vec<Migration>, Vec<Value>)> {
+    let rows = conn
+        .query(
+            "select version, checksum from supabase_connector.migrations where project = $1",
+            &[&names.slug.as_str()],
+        )
+        .await?;
+    let applied: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut todo = Vec::new();
+    let mut skipped = Vec::new();
+    for m in files {
+        match applied.get(&m.version) {
+            Some(sum) if sum != &m.checksum => {
+                return Err(Error::conflict(format!(
+                    "migration {}_{} was applied with another checksum: applied migrations cannot change; add a new one",
+                    m.version, m.name
+                ))
+                .with_details(json!({"version": m.version, "name": m.name, "applied_checksum": sum, "checksum": m.checksum})));
+            }
+            Some(_) => skipped.push(json!({"version": m.version, "name": m.name})),
+            None => todo.push(m.clone()),
+        }
+    }
+    Ok((todo, skipped))
+}
+
+pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
+    let names = project_names(p)?;
+    let files = parse(p)?;
+    let db = c.db().await?;
+    let secrets = c.secrets().await?;
+    let conn = db.conn().await?;
+    let slug = names.slug.as_str();
+
+    // One run per project at a time: a session-level lock on the project
+    // key, held across the per-migration transactions.
+    conn.hold_session_lock(&format!("project:{}", names.schema))
+        .await?;
+    let result = async {
+        let state: Option<String> = conn
+            .query_opt("select state from supabase_connector.projects where slug = $1", &[&slug])
+            .await?
+            .map(|r| r.get(0));
+        match state.as_deref() {
+            None => return Err(Error::not_found(format!("project {slug:?} is not provisioned"))),
+            Some("active") => {}
+            Some(_) => return Err(Error::conflict(format!("project {slug:?} is archived: upsert it first"))),
+        }
+        let (todo, skipped) = pending(&conn, &names, &files).await?;
+        if dry_run(p) || todo.is_empty() {
+            let out = json!({"project": slug, "applied": [], "skipped": skipped, "dry_run": dry_run(p),
+                             "pending": todo.iter().map(|m| json!({"version": m.version, "name": m.name})).collect::<Vec<_>>()});
+            if !dry_run(p) {
+                audit(&conn, Audit { action: ACTION, project: Some(slug), lease_id: None, changed: false, statements: 0, params: p, outcome: out.clone() }).await?;
+            }
+            return Ok(out);
+        }
+
+        // A short-lived service-class lease to log in with.
+        conn.begin(Lock::None).await?;
+        let planned = in_transaction(&conn, async {
+            let request = LeaseRequest {
+                names: names.clone(),
+                principal: Principal::Project,
+                platform_role: "project_owner".into(),
+                class: AccessClass::ServiceRole,
+                ttl_seconds: MIGRATION_LEASE_SECONDS,
+                database: true,
+                api_authenticator: lease::api_authenticator(&names, "shared"),
+                api_url: None,
+            };
+            let planned = lease::plan_issue(request, &db.server, chrono::Utc::now());
+            conn.run(&planned.statements).await?;
+            Ok(planned)
+        })
+        .await?;
+        let _ = &secrets;
+        let password = planned.password().cloned().ok_or_else(|| Error::internal("migration lease without password"))?;
+        let outcome = run_pending(c, &conn, &names, &todo, &planned.roles.main, &password).await;
+
+        // The lease goes away whatever happened.
+        conn.begin(Lock::None).await?;
+        in_transaction(&conn, async {
+            let rows = conn
+                .query(&format!("{REVOKE_TARGETS_SQL} where l.lease_id = $1 for update of l"), &[&planned.lease_id])
+                .await?;
+            lease::revoke(&conn, &revoke_targets(&rows), "migration run finished").await?;
+            Ok(())
+        })
+        .await?;
+
+        let (applied, failure) = outcome?;
+        let mut out = json!({"project": slug, "applied": applied, "skipped": skipped});
+        let failed = failure.is_some();
+        if let Some(f) = &failure {
+            out["failed"] = f.details.clone();
+        }
+        audit(&conn, Audit { action: ACTION, project: Some(slug), lease_id: Some(planned.lease_id), changed: !applied.is_empty(),
+                             statements: conn.stats.statements(), params: p, outcome: out.clone() }).await?;
+        match failure {
+            Some(mut e) if failed => {
+                if let Value::Object(d) = &mut e.details {
+                    d.insert("applied".into(), out["applied"].clone());
+                }
+                Err(e)
+            }
+            _ => Ok(out),
+        }
+    }
+    .await;
+    conn.release_session_lock(&format!("project:{}", names.schema))
+        .await?;
+    result
+}
+
+/// Run each pending migration in its own transaction on a lease session;
+/// record each in the registry once it commits. Stops at the first failure.
+async fn run_pending(
+    c: &Connector,
+    conn: &Conn,
+    names: &ProjectNames,
+    todo: &[Migration],
+    user: &str,
+    password: &crate::config::Secret,
+) -> Result<(Vec<Value>, Option<Error>)> {
+    let db = c.db().await?;
+    let session = db.connect_as(user, password).await?;
+    session
+        .batch_execute(&format!("SET search_path = {}", ident(&names.schema)))
+        .await?;
+    let mut applied = Vec::new();
+    for m in todo {
+        let span = tracing::info_span!("migration", version = %m.version, name = %m.name);
+        let _enter = span.enter();
+        let result = async {
+            session.batch_execute("BEGIN").await?;
+            session.batch_execute(&m.sql).await?;
+            session.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = session.batch_execute("ROLLBACK").await;
+            return Ok((applied, Some(migration_error(m, &e))));
+        }
+        conn.execute(
+            "insert into supabase_connector.migrations (project, version, name, checksum) values ($1, $2, $3, $4)",
+            &[&names.slug.as_str(), &m.version, &m.name, &m.checksum],
+        )
+        .await?;
+        applied.push(json!({"version": m.version, "name": m.name, "checksum": m.checksum}));
+    }
+    Ok((applied, None))
+}
+
+/// `migration_failed`, naming the file, the statement and PostgreSQL's message.
+fn migration_error(m: &Migration, e: &tokio_postgres::Error) -> Error {
+    let file = format!("{}_{}.sql", m.version, m.name);
+    let Some(db) = e.as_db_error() else {
+        return Error::database(format!("{file}: connection lost while applying: {e}"));
+    };
+    let (statement, line) = match db.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(pos)) => {
+            // PostgreSQL counts characters from 1
+            let byte = m
+                .sql
+                .char_indices()
+                .nth((*pos as usize).saturating_sub(1))
+                .map(|(b, _)| b)
+                .unwrap_or(0);
+            let (s, l) = sqlscan::locate(&m.sql, byte);
+            (Some(s), Some(l))
+        }
+        _ => (None, None),
+    };
+    let where_ = statement
+        .map(|s| format!(" (statement {s}, line {})", line.unwrap_or(0)))
+        .unwrap_or_default();
+    Error::new(
+        ErrorCode::MigrationFailed,
+        format!("{file}{where_}: {}", db.message()),
+    )
+    .with_details(json!({
+        "file": file,
+        "version": m.version,
+        "name": m.name,
+        "statement": statement,
+        "line": line,
+        "sqlstate": db.code().code(),
+        "message": db.message(),
+        "detail": db.detail(),
+        "hint": db.hint(),
+    }))
 }

@@ -144,6 +144,11 @@ pub fn plan_issue(request: LeaseRequest, server: &ServerInfo, now: DateTime<Utc>
 }
 
 impl PlannedLease {
+    /// The database password, for the connector's own lease sessions.
+    pub fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
     /// The lease JSON of contract §6, with its secrets.
     pub fn to_json(
         &self,

@@ -1,0 +1,221 @@
+//! A small SQL scanner for migration files: splits a script into
+//! statements (respecting quotes, dollar quotes, comments and `BEGIN ATOMIC`
+//! bodies) so that transaction control can be refused and an error position
+//! can be traced back to its statement and line.
+
+/// One statement of a script: byte range and first keyword (uppercased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedStatement {
+    pub start: usize,
+    pub end: usize,
+    pub keyword: String,
+    /// The first two keywords, for `PREPARE TRANSACTION` and friends.
+    pub keywords: Vec<String>,
+}
+
+/// Split `sql` into statements.
+pub fn statements(sql: &str) -> Vec<ScannedStatement> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut start = 0;
+    let mut words: Vec<String> = Vec::new();
+    let mut atomic_depth = 0usize;
+    let mut prev_word = String::new();
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'\'' => {
+                // E'…' strings take backslash escapes; '' is a quote in both.
+                let escapes = i > 0 && (b[i - 1] == b'E' || b[i - 1] == b'e');
+                i += 1;
+                while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == b'\'' {
+                        if b.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && !(b[i] == b'"' && b.get(i + 1) != Some(&b'"')) {
+                    i += if b[i] == b'"' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            b'$' => {
+                // $tag$ … $tag$
+                let mut j = i + 1;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                let tag_is_word = j > i + 1 && !b[i + 1].is_ascii_digit();
+                if j < b.len() && b[j] == b'$' && (j == i + 1 || tag_is_word) {
+                    let tag = &sql[i..=j];
+                    match sql[j + 1..].find(tag) {
+                        Some(k) => i = j + 1 + k + tag.len(),
+                        None => i = b.len(),
+                    }
+                    continue;
+                }
+                i += 1;
+                continue;
+            }
+            b';' if atomic_depth == 0 => {
+                push(&mut out, sql, start, i, &words);
+                words.clear();
+                i += 1;
+                start = i;
+                continue;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let s = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let word = sql[s..i].to_ascii_uppercase();
+                if prev_word == "BEGIN" && word == "ATOMIC" {
+                    atomic_depth += 1;
+                } else if atomic_depth > 0 && (word == "CASE") {
+                    atomic_depth += 1;
+                } else if atomic_depth > 0 && word == "END" {
+                    atomic_depth -= 1;
+                }
+                if words.len() < 2 {
+                    words.push(word.clone());
+                }
+                prev_word = word;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push(&mut out, sql, start, b.len(), &words);
+    out
+}
+
+fn push(out: &mut Vec<ScannedStatement>, sql: &str, start: usize, end: usize, words: &[String]) {
+    if words.is_empty() && sql[start..end].trim().is_empty() {
+        return;
+    }
+    if let Some(first) = words.first() {
+        out.push(ScannedStatement {
+            start,
+            end,
+            keyword: first.clone(),
+            keywords: words.to_vec(),
+        });
+    }
+}
+
+/// Whether a statement controls the transaction (refused in migrations).
+pub fn is_transaction_control(s: &ScannedStatement) -> bool {
+    let second = s.keywords.get(1).map(String::as_str).unwrap_or("");
+    match s.keyword.as_str() {
+        "BEGIN" | "COMMIT" | "ROLLBACK" | "ABORT" | "END" | "SAVEPOINT" | "RELEASE" => true,
+        "START" => second == "TRANSACTION",
+        "PREPARE" => second == "TRANSACTION",
+        _ => false,
+    }
+}
+
+/// The 1-based statement number and line of a byte offset.
+pub fn locate(sql: &str, byte_offset: usize) -> (usize, usize) {
+    let offset = byte_offset.min(sql.len());
+    let line = sql[..offset].matches('\n').count() + 1;
+    let index = statements(sql)
+        .iter()
+        .position(|s| offset <= s.end)
+        .map(|i| i + 1)
+        .unwrap_or(1);
+    (index, line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kws(sql: &str) -> Vec<String> {
+        statements(sql).into_iter().map(|s| s.keyword).collect()
+    }
+
+    #[test]
+    fn splits_respecting_quotes_and_bodies() {
+        let sql = "create table t (a text default 'x;y');\n\
+                   -- comment; with semicolon\n\
+                   create function f() returns int language plpgsql as $$ begin return 1; end $$;\n\
+                   /* block; */ select E'it\\'s;' , \"we;ird\";\n\
+                   create function g() returns int language sql begin atomic select 1; select case when true then 2 end; end;\n\
+                   commit";
+        assert_eq!(kws(sql), ["CREATE", "CREATE", "SELECT", "CREATE", "COMMIT"]);
+        let control: Vec<bool> = statements(sql).iter().map(is_transaction_control).collect();
+        assert_eq!(control, [false, false, false, false, true]);
+    }
+
+    #[test]
+    fn recognises_transaction_control() {
+        for sql in [
+            "BEGIN",
+            "begin;",
+            "start transaction",
+            "COMMIT",
+            "rollback",
+            "savepoint a",
+            "release a",
+            "prepare transaction 'x'",
+            "end",
+        ] {
+            assert!(statements(sql).iter().any(is_transaction_control), "{sql}");
+        }
+        for sql in [
+            "prepare q as select 1",
+            "create table begin_x ()",
+            "select 'begin'",
+        ] {
+            assert!(!statements(sql).iter().any(is_transaction_control), "{sql}");
+        }
+    }
+
+    #[test]
+    fn locates_positions() {
+        let sql = "create table a ();\ncreate table b ();\nselect bogus;";
+        let off = sql.find("bogus").unwrap();
+        assert_eq!(locate(sql, off), (3, 3));
+    }
+}
