@@ -99,6 +99,9 @@ enum Command {
         /// PostgreSQL major version of the stack (15 or 18).
         #[arg(long, default_value = "15")]
         pg: String,
+        /// SQL run as the superuser before the isolation table (shows the table is measured).
+        #[arg(long, hide = true)]
+        sabotage_sql: Option<String>,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
@@ -209,11 +212,13 @@ async fn run(cli: &Cli) -> Result<Value, Error> {
             keep,
             show_secrets,
             pg,
+            sabotage_sql,
         } => {
             supabase_connector::demo::run(supabase_connector::demo::DemoOptions {
                 keep: *keep,
                 show_secrets: *show_secrets,
                 pg: pg.clone(),
+                sabotage_sql: sabotage_sql.clone(),
             })
             .await
         }
