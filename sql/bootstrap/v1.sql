@@ -350,6 +350,55 @@ as $$
     and not (a.kind = 'TYPE' and x.grantee = 0 and x.privilege_type = 'USAGE')
 $$;
 
+-- Code a project installed in its schema: functions and procedures, and
+-- stored expressions that call pg_catalog.set_config (which could switch
+-- roles through the shared authenticator). pg_depend records no dependency
+-- on built-in functions, so the stored expression trees are read.
+create or replace function supabase_connector.tenant_code_objects(p_schema text)
+returns table (kind text, object text, reason text)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with nsp as (select oid from pg_namespace where nspname = p_schema),
+  rels as (select c.oid from pg_class c, nsp where c.relnamespace = nsp.oid),
+  pattern as (select ':funcid ' || 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid::text || '[^0-9]' as re)
+  select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'function' end,
+         p.oid::regprocedure::text, 'project code is not allowed (tenant_code = deny)'
+  from pg_proc p, nsp where p.pronamespace = nsp.oid
+  union all
+  select 'policy', format('%I on %s', pol.polname, pol.polrelid::regclass), 'calls set_config'
+  from pg_policy pol, pattern
+  where pol.polrelid in (select oid from rels)
+    and (pol.polqual::text ~ pattern.re or pol.polwithcheck::text ~ pattern.re)
+  union all
+  select 'default', format('%s.%I', d.adrelid::regclass, a.attname), 'calls set_config'
+  from pg_attrdef d join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum, pattern
+  where d.adrelid in (select oid from rels) and d.adbin::text ~ pattern.re
+  union all
+  select 'constraint', format('%I', con.conname), 'calls set_config'
+  from pg_constraint con, nsp, pattern
+  where con.connamespace = nsp.oid and con.conbin::text ~ pattern.re
+  union all
+  select 'view or rule', r.ev_class::regclass::text, 'calls set_config'
+  from pg_rewrite r, pattern
+  where r.ev_class in (select oid from rels) and r.ev_action::text ~ pattern.re
+  union all
+  select 'trigger', format('%I on %s', t.tgname, t.tgrelid::regclass), 'calls set_config'
+  from pg_trigger t, pattern
+  where t.tgrelid in (select oid from rels) and t.tgqual::text ~ pattern.re
+  union all
+  select 'index', i.indexrelid::regclass::text, 'calls set_config'
+  from pg_index i, pattern
+  where i.indrelid in (select oid from rels)
+    and (i.indexprs::text ~ pattern.re or i.indpred::text ~ pattern.re)
+  union all
+  select 'domain', t.oid::regtype::text, 'calls set_config'
+  from pg_type t, nsp, pattern
+  where t.typnamespace = nsp.oid and t.typdefaultbin::text ~ pattern.re
+$$;
+
 create or replace function supabase_connector.on_ddl_command_end()
 returns event_trigger
 language plpgsql
@@ -385,6 +434,21 @@ begin
       -- filled with the owner's rights, so it would show rows past RLS
       execute format('revoke all on %s from %I, %I', v_rel.oid::regclass,
                      v_cmd.schema_name || '_authenticated', v_cmd.schema_name || '_anon');
+    end if;
+  end loop;
+
+  -- tenant_code = deny: no functions, no set_config in stored expressions.
+  for v_schema in
+    select distinct p.schema_name
+    from pg_event_trigger_ddl_commands() c
+    join supabase_connector.projects p on p.schema_name = c.schema_name
+    where p.tenant_code = 'deny'
+  loop
+    select * into v_bad from supabase_connector.tenant_code_objects(v_schema) limit 1;
+    if found then
+      raise exception 'refused in project schema %: % % %', v_schema, v_bad.kind, v_bad.object, v_bad.reason
+        using errcode = '42501',
+              hint = 'this project runs with tenant_code = deny: its schema holds tables, views and policies only';
     end if;
   end loop;
 
@@ -426,7 +490,7 @@ declare
 begin
   execute format('grant execute on function supabase_connector.apply_exposure(text, text[]),
                   supabase_connector.db_schemas_list(text[]), supabase_connector.served_db_schemas(),
-                  supabase_connector.foreign_grants(text) to %I', v_runtime);
+                  supabase_connector.foreign_grants(text), supabase_connector.tenant_code_objects(text) to %I', v_runtime);
 end
 $$;
 revoke all on function supabase_connector_pgrst.pre_config() from public;

@@ -112,6 +112,14 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         let desired =
             DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config);
         let changes = diff_project(&state, &desired, &ctx)?;
+        if desired.tenant_code == "deny"
+            && state
+                .registry
+                .as_ref()
+                .is_some_and(|r| r.tenant_code != "deny")
+        {
+            refuse_existing_tenant_code(&conn, &names).await?;
+        }
         let statements = render_all(&changes, &ctx);
         conn.run(&statements).await?;
         let mut out = summary(
@@ -158,6 +166,23 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         "upsert applied"
     );
     Ok(out)
+}
+
+/// Switching a project to `tenant_code = deny` needs its schema free of code.
+async fn refuse_existing_tenant_code(conn: &crate::db::Conn, names: &ProjectNames) -> Result<()> {
+    let rows = conn
+        .query("select kind || ' ' || object || ': ' || reason from supabase_connector.tenant_code_objects($1)", &[&names.schema])
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let objects: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    Err(Error::conflict(format!(
+        "project {:?} cannot switch to tenant_code=deny: its schema holds {}",
+        names.slug.as_str(),
+        objects.join("; ")
+    ))
+    .with_details(json!({"objects": objects})))
 }
 
 /// A project's state: roles, grants, teams, lease count, exposure, migrations.
