@@ -37,6 +37,10 @@ pub struct Membership {
     pub admin: bool,
     pub inherit: Option<bool>,
     pub set: Option<bool>,
+    /// Who granted it: on PostgreSQL 16+ only that role (or a superuser)
+    /// can revoke it.
+    #[serde(default)]
+    pub grantor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +158,8 @@ select json_build_object(
       'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
       'bypassrls', rolbypassrls)) from r), '[]'),
   'memberships', coalesce((select json_agg(json_build_object(
-      'role', g.rolname, 'member', m.rolname, 'admin', am.admin_option {membership_options}))
+      'role', g.rolname, 'member', m.rolname, 'admin', am.admin_option,
+      'grantor', am.grantor::regrole::text {membership_options}))
     from pg_auth_members am join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
     where (am.roleid in (select oid from r) or am.member in (select oid from r))
       and m.rolname not like 'lease\_%'), '[]'),

@@ -102,6 +102,22 @@ pub enum Change {
     DropRoles {
         roles: Vec<String>,
     },
+    /// `CREATE ROLE … LOGIN NOINHERIT`: an isolated project's own API login
+    /// role. Its password is generated apart and kept in OpenBao only.
+    CreateLoginRole {
+        role: String,
+    },
+    /// Let a login role `SET ROLE` to `role` without inheriting its
+    /// privileges (how `authenticator` holds the API roles).
+    GrantToLoginRole {
+        role: String,
+        member: String,
+    },
+    /// `DROP ROLE` of a role that owns nothing (a shared project's leftover
+    /// API login role).
+    DropRole {
+        role: String,
+    },
 }
 
 const DEFAULT_GRANTS: [(&str, &str, Class); 5] = [
@@ -228,6 +244,50 @@ pub fn diff_project(
                 member: member.into(),
                 set: false,
             });
+        }
+    }
+
+    // 2b. Isolated mode (contract §3.5): the project's own API login role,
+    //     able to switch to its class roles. Shared mode has none.
+    let isolated = desired.isolation == "isolated";
+    match (isolated, current.role(&n.authenticator)) {
+        (true, None) => changes.push(Change::CreateLoginRole {
+            role: n.authenticator.clone(),
+        }),
+        (true, Some(r)) => {
+            let mut attributes = Vec::new();
+            for (wrong, fix) in [
+                (!r.login, "LOGIN"),
+                (r.inherit, "NOINHERIT"),
+                (r.createrole, "NOCREATEROLE"),
+                (r.createdb, "NOCREATEDB"),
+                (r.bypassrls, "NOBYPASSRLS"),
+                (r.replication, "NOREPLICATION"),
+            ] {
+                if wrong {
+                    attributes.push(fix.to_string());
+                }
+            }
+            if !attributes.is_empty() {
+                changes.push(Change::AlterRole {
+                    role: n.authenticator.clone(),
+                    attributes,
+                });
+            }
+        }
+        (false, Some(_)) => changes.push(Change::DropRole {
+            role: n.authenticator.clone(),
+        }),
+        (false, None) => {}
+    }
+    if isolated {
+        for role in [&n.service_role, &n.authenticated, &n.anon] {
+            if current.membership(role, &n.authenticator).is_none() {
+                changes.push(Change::GrantToLoginRole {
+                    role: role.clone(),
+                    member: n.authenticator.clone(),
+                });
+            }
         }
     }
 
@@ -391,6 +451,12 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
             format!("GRANT {} TO {}{options}", ident(role), ident(member))
         }
         Change::RevokeRole { role, member } => format!("REVOKE {} FROM {}", ident(role), ident(member)),
+        Change::CreateLoginRole { role } => format!("CREATE ROLE {} LOGIN NOINHERIT", ident(role)),
+        Change::GrantToLoginRole { role, member } => {
+            let options = if pg16 { " WITH INHERIT FALSE, SET TRUE" } else { "" };
+            format!("GRANT {} TO {}{options}", ident(role), ident(member))
+        }
+        Change::DropRole { role } => format!("DROP ROLE {}", ident(role)),
         Change::CreateSchema { schema, owner } => {
             format!("CREATE SCHEMA {} AUTHORIZATION {}", ident(schema), ident(owner))
         }

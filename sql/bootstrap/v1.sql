@@ -438,10 +438,16 @@ begin
   end loop;
 
   -- tenant_code = deny: no functions, no set_config in stored expressions.
+  -- Policies, rules and triggers have no schema of their own: their table's counts.
   for v_schema in
     select distinct p.schema_name
     from pg_event_trigger_ddl_commands() c
-    join supabase_connector.projects p on p.schema_name = c.schema_name
+    left join pg_policy pol on c.classid = 'pg_policy'::regclass and pol.oid = c.objid
+    left join pg_rewrite rw on c.classid = 'pg_rewrite'::regclass and rw.oid = c.objid
+    left join pg_trigger tg on c.classid = 'pg_trigger'::regclass and tg.oid = c.objid
+    left join pg_class rel on rel.oid = coalesce(pol.polrelid, rw.ev_class, tg.tgrelid)
+    left join pg_namespace relns on relns.oid = rel.relnamespace
+    join supabase_connector.projects p on p.schema_name = coalesce(c.schema_name, relns.nspname)
     where p.tenant_code = 'deny'
   loop
     select * into v_bad from supabase_connector.tenant_code_objects(v_schema) limit 1;

@@ -95,7 +95,7 @@ pub(crate) async fn issue_in_tx(
         ttl_seconds: ttl,
         database,
         api_authenticator: lease::api_authenticator(names, &isolation),
-        api_url: c.config.api.url.clone(),
+        api_url: lease::api_url(&c.config, names, &isolation),
     };
     let planned = lease::plan_issue(request, &db.server, Utc::now());
     conn.run(&planned.statements).await?;
@@ -164,7 +164,7 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         let row = conn
             .query_opt(
                 "select l.project, l.principal_type, l.principal_id, l.platform_role, l.access_class, l.database,
-                        l.issued_at, l.expires_at, l.revoked_at
+                        l.issued_at, l.expires_at, l.revoked_at, p.isolation
                  from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project
                  where l.lease_id = $1 for update of l",
                 &[&lease_id],
@@ -219,7 +219,8 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
             vec![Param::Uuid(lease_id), Param::Time(new_expires)],
         ));
         conn.run(&statements).await?;
-        let api_url = c.config.api.url.clone();
+        let isolation: String = row.get(9);
+        let api_url = lease::api_url(&c.config, &names, &isolation);
         let lease = lease_json(&LeaseView {
             lease_id,
             names: &names,

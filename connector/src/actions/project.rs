@@ -8,7 +8,8 @@ use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{AccessClass, ProjectNames};
-use crate::plan::{diff_project, render_all, PlanContext};
+use crate::lease::{revoke_targets, REVOKE_TARGETS_SQL};
+use crate::plan::{diff_project, render_all, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -44,12 +45,6 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
     } else {
         None
     };
-    if p.get("isolation").and_then(Value::as_str) == Some("isolated") {
-        return Err(Error::invalid_at(
-            "/isolation",
-            "isolated mode (a dedicated PostgREST per project) is not available in this release; use tenant_code=deny",
-        ));
-    }
     let db = c.db().await?;
     // Secrets first: an unreachable OpenBao must fail before anything changes.
     let secrets = match (issue_lease, dry_run(p)) {
@@ -72,7 +67,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         return Ok(dry_run_result(ACTION, &changes, &statements, extra));
     }
     let summary = |created: bool, changed: bool, statements: u32| {
-        json!({
+        let mut out = json!({
             "project": names.slug.as_str(),
             "schema": names.schema,
             "state": "active",
@@ -85,7 +80,11 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
             "exposure": {"mode": c.config.exposure.mode, "listed": desired.listed_centrally()},
             "trust_boundary": trust_boundary(&desired.isolation),
             "roles": roles_json(&names),
-        })
+        });
+        if desired.isolation == "isolated" {
+            out["postgrest"] = dedicated_postgrest(c, &db.server, &names);
+        }
+        out
     };
     if changes.is_empty() && !issue_lease {
         let out = summary(false, false, 0);
@@ -120,7 +119,35 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         {
             refuse_existing_tenant_code(&conn, &names).await?;
         }
-        let statements = render_all(&changes, &ctx);
+        // Switching modes moves the API login role: leases granted to the
+        // old one would keep the old reach, so they go first.
+        let revoked_leases = match &state.registry {
+            Some(r) if r.isolation != desired.isolation => {
+                let rows = conn
+                    .query(
+                        &format!("{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null"),
+                        &[&names.slug.as_str()],
+                    )
+                    .await?;
+                let targets = revoke_targets(&rows);
+                lease::revoke(&conn, &targets, "isolation changed").await?;
+                targets.len()
+            }
+            _ => 0,
+        };
+        let mut statements = render_all(&changes, &ctx);
+        if changes.iter().any(|ch| matches!(ch, Change::CreateLoginRole { .. })) {
+            // The dedicated PostgREST's password lives in OpenBao only; it is
+            // written before the role exists, so a failure changes nothing.
+            let password = lease::scram::new_password();
+            c.openbao()?
+                .write_kv(
+                    &authenticator_secret_path(&names),
+                    json!({ AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
+                )
+                .await?;
+            statements.push(lease::password_statement(&names.authenticator, &password));
+        }
         conn.run(&statements).await?;
         let mut out = summary(
             state.registry.is_none(),
@@ -144,6 +171,9 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
             lease_id = Some(planned.lease_id);
             out["lease"] = planned.to_json(secrets, &c.config, &db.server, true);
         }
+        if revoked_leases > 0 {
+            out["revoked_leases"] = json!(revoked_leases);
+        }
         audit(
             &conn,
             Audit {
@@ -160,12 +190,47 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         Ok(out)
     };
     let out = in_transaction(&conn, body).await?;
+    if desired.isolation == "shared" && state.role(&names.authenticator).is_some() {
+        // Back to shared: the dedicated PostgREST's password is now useless.
+        if let Err(e) = c.openbao()?.delete_kv(&authenticator_secret_path(&names)).await {
+            tracing::warn!(error = %e, "could not delete the former API login role's secret");
+        }
+    }
     tracing::debug!(
         statements = conn.stats.statements(),
         round_trips = conn.stats.round_trips(),
         "upsert applied"
     );
     Ok(out)
+}
+
+/// Key of an isolated project's API login password in OpenBao.
+pub const AUTHENTICATOR_PASSWORD_KEY: &str = "AUTHENTICATOR_PASSWORD";
+
+/// Where an isolated project's API login password lives, under the
+/// connector's OpenBao path (contract §3.5).
+pub fn authenticator_secret_path(names: &ProjectNames) -> String {
+    format!("projects/{}", names.slug.as_str())
+}
+
+/// The configuration of an isolated project's dedicated PostgREST, for the
+/// deploy plane: no secret values, only where they are kept.
+fn dedicated_postgrest(c: &Connector, server: &crate::db::ServerInfo, names: &ProjectNames) -> Value {
+    let host = c.config.lease.database_host.clone().unwrap_or_else(|| server.host.clone());
+    let port = c.config.lease.database_port.unwrap_or(server.port);
+    let bao = &c.config.openbao;
+    json!({
+        "PGRST_DB_URI": format!("postgresql://{}@{}:{}/{}", names.authenticator, host, port, server.dbname),
+        "PGRST_DB_SCHEMAS": names.schema,
+        "PGRST_DB_ANON_ROLE": names.anon,
+        "PGRST_DB_CHANNEL_ENABLED": "true",
+        "PGRST_DB_EXTRA_SEARCH_PATH": "public, extensions",
+        "jwt_secret": {"mount": bao.mount, "path": bao.path, "key": "JWT_SECRET"},
+        "db_password": {"mount": bao.mount,
+                        "path": format!("{}/{}", bao.path, authenticator_secret_path(names)),
+                        "key": AUTHENTICATOR_PASSWORD_KEY},
+        "url": lease::api_url(&c.config, names, "isolated"),
+    })
 }
 
 /// Switching a project to `tenant_code = deny` needs its schema free of code.
@@ -228,6 +293,9 @@ pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
         "trust_boundary": trust_boundary(&isolation),
         "exposure": {"mode": c.config.exposure.mode, "listed": listed},
     });
+    if isolation == "isolated" {
+        out["postgrest"] = dedicated_postgrest(c, &db.server, &names);
+    }
     if let (Some(o), Value::Object(s)) = (out.as_object_mut(), state) {
         for (k, v) in s {
             if k != "listed" {

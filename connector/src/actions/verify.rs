@@ -136,6 +136,24 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             "the list computed from the registry".into(),
             "differs for this project".into(),
         ),
+        Change::CreateLoginRole { role } => (
+            "role_missing",
+            format!("role {role}"),
+            "exists (the isolated project's API login role)".into(),
+            "missing".into(),
+        ),
+        Change::GrantToLoginRole { role, member } => (
+            "membership_missing",
+            format!("{member} in {role}"),
+            "member (set role, no inherit)".into(),
+            "not a member".into(),
+        ),
+        Change::DropRole { role } => (
+            "role_extra",
+            format!("role {role}"),
+            "absent (the project is served by the central API)".into(),
+            "exists".into(),
+        ),
         Change::RecordProject { .. }
         | Change::RevokeRole { .. }
         | Change::DropSchema { .. }
@@ -271,20 +289,36 @@ async fn extra_findings(
             .contains(&&role.to_string())
                 && member == runtime)
             || (member == runtime && role == names.authenticator)
+            || (isolation == "isolated"
+                && member == names.authenticator
+                && [&names.service_role, &names.authenticated, &names.anon]
+                    .contains(&&role.to_string()))
     };
     for m in &state.memberships {
         if !allowed(&m.role, &m.member) {
+            // On 16+ a membership can only be revoked by its grantor (or a
+            // superuser): one granted by a superuser is reported, not repaired.
+            let grantor = m.grantor.as_deref().unwrap_or(runtime);
+            let revocable = !server.pg16_grants() || grantor == runtime;
             out.push(Finding {
                 code: "membership_extra",
                 severity: "error",
                 object: format!("{} in {}", m.member, m.role),
                 expected: "not a member".into(),
-                actual: "member".into(),
-                repair: vec![Statement::ddl(format!(
-                    "REVOKE {} FROM {}",
-                    ident(&m.role),
-                    ident(&m.member)
-                ))],
+                actual: if revocable {
+                    "member".into()
+                } else {
+                    format!("member, granted by {grantor}: revoke it as {grantor} or a superuser")
+                },
+                repair: if revocable {
+                    vec![Statement::ddl(format!(
+                        "REVOKE {} FROM {}",
+                        ident(&m.role),
+                        ident(&m.member)
+                    ))]
+                } else {
+                    vec![]
+                },
             });
         }
     }

@@ -371,6 +371,30 @@ pub fn revoke_targets(rows: &[tokio_postgres::Row]) -> Vec<RevokeTarget> {
         .collect()
 }
 
+/// The API URL a lease of a project points to: the central gateway, or for
+/// an isolated project its dedicated PostgREST (`api.isolated_url_template`
+/// with `{project}` and `{schema}` replaced; the gateway when unset).
+pub fn api_url(config: &Config, names: &ProjectNames, isolation: &str) -> Option<String> {
+    match (&config.api.isolated_url_template, isolation) {
+        (Some(template), "isolated") => Some(
+            template
+                .replace("{project}", names.slug.as_str())
+                .replace("{schema}", &names.schema),
+        ),
+        _ => config.api.url.clone(),
+    }
+}
+
+/// `ALTER ROLE … PASSWORD` with a SCRAM verifier computed here, so the
+/// plaintext never reaches the server.
+pub fn password_statement(role: &str, password: &Secret) -> Statement {
+    Statement::ddl(format!(
+        "ALTER ROLE {} PASSWORD {}",
+        ident(role),
+        literal(&scram::new_verifier(password))
+    ))
+}
+
 /// The API login role for a project in the given isolation mode.
 pub fn api_authenticator(names: &ProjectNames, isolation: &str) -> String {
     if isolation == "isolated" {
