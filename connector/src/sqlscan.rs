@@ -109,9 +109,9 @@ pub fn statements(sql: &str) -> Vec<ScannedStatement> {
                     i += 1;
                 }
                 let word = sql[s..i].to_ascii_uppercase();
-                if prev_word == "BEGIN" && word == "ATOMIC" {
-                    atomic_depth += 1;
-                } else if atomic_depth > 0 && (word == "CASE") {
+                let opens_block = (prev_word == "BEGIN" && word == "ATOMIC")
+                    || (atomic_depth > 0 && word == "CASE");
+                if opens_block {
                     atomic_depth += 1;
                 } else if atomic_depth > 0 && word == "END" {
                     atomic_depth -= 1;
