@@ -9,7 +9,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -153,26 +154,54 @@ impl Stats {
     }
 }
 
+/// Statements and round trips over the life of a pool (for benchmarks).
+#[derive(Debug, Default)]
+pub struct Totals {
+    statements: AtomicU64,
+    round_trips: AtomicU64,
+}
+
+impl Totals {
+    /// `(statements, round_trips)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.statements.load(Ordering::Relaxed),
+            self.round_trips.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A pooled connection for one action.
 pub struct Conn {
     obj: Option<Object>,
     in_tx: AtomicBool,
     session_lock: AtomicBool,
     pub stats: Stats,
+    totals: Arc<Totals>,
 }
 
 impl Conn {
+    fn count(&self, statements: u32, round_trips: u32) {
+        self.stats.add(statements, round_trips);
+        self.totals
+            .statements
+            .fetch_add(statements as u64, Ordering::Relaxed);
+        self.totals
+            .round_trips
+            .fetch_add(round_trips as u64, Ordering::Relaxed);
+    }
+
     fn client(&self) -> &tokio_postgres::Client {
         self.obj.as_ref().expect("connection present")
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        self.stats.add(1, 1);
+        self.count(1, 1);
         Ok(self.client().query(sql, params).await?)
     }
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        self.stats.add(1, 1);
+        self.count(1, 1);
         Ok(self.client().query_one(sql, params).await?)
     }
 
@@ -181,18 +210,18 @@ impl Conn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
-        self.stats.add(1, 1);
+        self.count(1, 1);
         Ok(self.client().query_opt(sql, params).await?)
     }
 
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        self.stats.add(1, 1);
+        self.count(1, 1);
         Ok(self.client().execute(sql, params).await?)
     }
 
     /// Several parameterless statements in one round trip (simple protocol).
     pub async fn batch(&self, sql: &str, statements: u32) -> Result<()> {
-        self.stats.add(statements, 1);
+        self.count(statements, 1);
         Ok(self.client().batch_execute(sql).await?)
     }
 
@@ -233,7 +262,7 @@ impl Conn {
             }
         }
         flush(&mut ddl, &mut futures);
-        self.stats.add(statements.len() as u32, 1);
+        self.count(statements.len() as u32, 1);
         futures_util::future::try_join_all(futures).await?;
         Ok(())
     }
@@ -307,6 +336,8 @@ pub struct Database {
     /// How to reach the server (for sessions logged in as a lease).
     base: tokio_postgres::Config,
     tls: postgres_native_tls::MakeTlsConnector,
+    /// Statements and round trips of every connection of the pool.
+    pub totals: Arc<Totals>,
 }
 
 impl Database {
@@ -425,6 +456,7 @@ impl Database {
             server,
             base,
             tls,
+            totals: Arc::default(),
         })
     }
 
@@ -457,6 +489,7 @@ impl Database {
             in_tx: AtomicBool::new(false),
             session_lock: AtomicBool::new(false),
             stats: Stats::default(),
+            totals: self.totals.clone(),
         })
     }
 

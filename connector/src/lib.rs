@@ -34,6 +34,7 @@ pub mod names;
 pub mod plan;
 pub mod secrets;
 pub mod sqlscan;
+pub mod stack;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};

@@ -6,9 +6,9 @@ use crate::db::Lock;
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
+use crate::lease::{revoke_targets, REVOKE_TARGETS_SQL};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{AccessClass, ProjectNames};
-use crate::lease::{revoke_targets, REVOKE_TARGETS_SQL};
 use crate::plan::{diff_project, render_all, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
@@ -125,7 +125,9 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
             Some(r) if r.isolation != desired.isolation => {
                 let rows = conn
                     .query(
-                        &format!("{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null"),
+                        &format!(
+                            "{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null"
+                        ),
                         &[&names.slug.as_str()],
                     )
                     .await?;
@@ -136,7 +138,10 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
             _ => 0,
         };
         let mut statements = render_all(&changes, &ctx);
-        if changes.iter().any(|ch| matches!(ch, Change::CreateLoginRole { .. })) {
+        if changes
+            .iter()
+            .any(|ch| matches!(ch, Change::CreateLoginRole { .. }))
+        {
             // The dedicated PostgREST's password lives in OpenBao only; it is
             // written before the role exists, so a failure changes nothing.
             let password = lease::scram::new_password();
@@ -192,7 +197,11 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
     let out = in_transaction(&conn, body).await?;
     if desired.isolation == "shared" && state.role(&names.authenticator).is_some() {
         // Back to shared: the dedicated PostgREST's password is now useless.
-        if let Err(e) = c.openbao()?.delete_kv(&authenticator_secret_path(&names)).await {
+        if let Err(e) = c
+            .openbao()?
+            .delete_kv(&authenticator_secret_path(&names))
+            .await
+        {
             tracing::warn!(error = %e, "could not delete the former API login role's secret");
         }
     }
@@ -215,8 +224,17 @@ pub fn authenticator_secret_path(names: &ProjectNames) -> String {
 
 /// The configuration of an isolated project's dedicated PostgREST, for the
 /// deploy plane: no secret values, only where they are kept.
-fn dedicated_postgrest(c: &Connector, server: &crate::db::ServerInfo, names: &ProjectNames) -> Value {
-    let host = c.config.lease.database_host.clone().unwrap_or_else(|| server.host.clone());
+fn dedicated_postgrest(
+    c: &Connector,
+    server: &crate::db::ServerInfo,
+    names: &ProjectNames,
+) -> Value {
+    let host = c
+        .config
+        .lease
+        .database_host
+        .clone()
+        .unwrap_or_else(|| server.host.clone());
     let port = c.config.lease.database_port.unwrap_or(server.port);
     let bao = &c.config.openbao;
     json!({
