@@ -194,7 +194,7 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         }
         let max_expires =
             issued_at + chrono::Duration::seconds(c.config.lease.max_lifetime_seconds as i64);
-        if max_expires <= now {
+        if max_expires <= now || expires_at >= max_expires {
             return Err(Error::conflict(format!(
                 "lease {lease_id} reached its maximum lifetime ({} s, lease.max_lifetime_seconds); issue a new one",
                 c.config.lease.max_lifetime_seconds
