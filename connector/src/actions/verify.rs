@@ -188,13 +188,16 @@ async fn extra_findings(
                coalesce((select json_agg(p.oid::regprocedure::text order by 1) from pg_proc p
                          where p.pronamespace = to_regnamespace($1) and p.prosecdef), '[]'),
                (select count(*) from pg_proc p where p.pronamespace = to_regnamespace($1)),
-               coalesce((select json_agg(r.rolname order by r.rolname) from pg_roles r
+               coalesce((select json_agg(json_build_object('role', r.rolname, 'member', pg_has_role(current_user, r.oid, 'USAGE'))
+                                  order by r.rolname) from pg_roles r
                          where r.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
                            and exists (select 1 from pg_auth_members m join pg_roles g on g.oid = m.roleid
                                        where m.member = r.oid and g.rolname = any($2))
                            and not exists (select 1 from supabase_connector.leases l where l.revoked_at is null
                                            and r.rolname in (l.role_name, l.anon_role_name))), '[]'),
-               coalesce((select json_agg(l.lease_id order by l.lease_id) from supabase_connector.leases l
+               coalesce((select json_agg(json_build_object('lease_id', l.lease_id,
+                                  'anon_role', (select r.rolname from pg_roles r where r.rolname = l.anon_role_name))
+                                  order by l.lease_id) from supabase_connector.leases l
                          where l.project = $3 and l.revoked_at is null
                            and not exists (select 1 from pg_roles r where r.rolname = l.role_name)), '[]')",
             &[&names.schema, &vec![names.service_role.clone(), names.authenticated.clone(), names.anon.clone()], &names.slug.as_str()],
@@ -323,48 +326,68 @@ async fn extra_findings(
         }
     }
     let orphans: Value = row.get(3);
-    for r in orphans
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for o in orphans.as_array().into_iter().flatten() {
+        let r = o["role"].as_str().unwrap_or_default();
+        let member = o["member"].as_bool().unwrap_or(false);
+        // Dropping what it owns needs its privileges: on 15 CREATEROLE may
+        // grant them; on 16+ only a role made by the runtime role can be
+        // taken apart (others are reported).
+        let repair = match (member, server.pg16_grants()) {
+            (true, _) => drop_lease_role(r, &names.owner, None),
+            (false, false) => drop_lease_role(r, &names.owner, Some(&server.runtime_role)),
+            (false, true) => vec![],
+        };
         out.push(Finding {
             code: "lease_role_orphan",
             severity: "error",
             object: format!("role {r}"),
             expected: "a live lease in the registry".into(),
             actual: "no live lease".into(),
-            repair: vec![
-                Statement::ddl(format!("ALTER ROLE {} NOLOGIN", ident(r))),
-                Statement::with("select pg_terminate_backend(pid, 5000) from pg_stat_activity where usename = $1", vec![Param::Text(r.into())]),
-                Statement::ddl(format!("REASSIGN OWNED BY {} TO {}", ident(r), ident(&names.owner))),
-                Statement::ddl(format!("DROP OWNED BY {}", ident(r))),
-                Statement::ddl(format!("DROP ROLE {}", ident(r))),
-            ],
+            repair,
         });
     }
     let missing: Value = row.get(4);
-    for id in missing
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for m in missing.as_array().into_iter().flatten() {
+        let id = m["lease_id"].as_str().unwrap_or_default();
         let lease_id = uuid::Uuid::parse_str(id).map_err(|_| Error::internal("bad lease id"))?;
+        let mut repair = vec![Statement::with(
+            "update supabase_connector.leases set revoked_at = now(), revoke_reason = 'role missing (verify)' where lease_id = $1",
+            vec![Param::Uuid(lease_id)],
+        )];
+        if let Some(anon) = m["anon_role"].as_str() {
+            // the rest of the lease goes with it
+            repair.extend(drop_lease_role(anon, &names.owner, None));
+        }
         out.push(Finding {
             code: "lease_role_missing",
             severity: "error",
             object: format!("lease {id}"),
             expected: "its role exists".into(),
             actual: "role missing".into(),
-            repair: vec![Statement::with(
-                "update supabase_connector.leases set revoked_at = now(), revoke_reason = 'role missing (verify)' where lease_id = $1",
-                vec![Param::Uuid(lease_id)],
-            )],
+            repair,
         });
     }
     Ok(out)
+}
+
+/// Statements taking a leftover lease role apart (as a revocation does),
+/// after granting it to `grant_to` when the runtime role lacks its privileges.
+fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<Statement> {
+    let mut out = Vec::new();
+    if let Some(runtime) = grant_to {
+        out.push(Statement::ddl(format!("GRANT {} TO {}", ident(role), ident(runtime))));
+    }
+    out.extend([
+        Statement::ddl(format!("ALTER ROLE {} NOLOGIN", ident(role))),
+        Statement::with(
+            "select pg_terminate_backend(pid, 5000) from pg_stat_activity where usename = $1",
+            vec![Param::Text(role.into())],
+        ),
+        Statement::ddl(format!("REASSIGN OWNED BY {} TO {}", ident(role), ident(owner))),
+        Statement::ddl(format!("DROP OWNED BY {}", ident(role))),
+        Statement::ddl(format!("DROP ROLE {}", ident(role))),
+    ]);
+    out
 }
 
 /// Verify (and optionally repair) one project.
