@@ -1,12 +1,13 @@
-"""Issue 5: team and individual access, effective classes, cascading
-revocation; API access checked the PostgREST way."""
+"""Access: the platform-role mapping of contract §4 end to end (what each
+class can do in its project, and nothing in another one), teams and direct
+grants, downgrades, idempotent upserts and concurrent changes. API access is
+checked the way PostgREST does it (tests/pgrest.py)."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import random
 import uuid
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Set
 
 import psycopg
 import pytest
@@ -15,202 +16,433 @@ import pgrest
 from conftest import Admin, catalog_snapshot, new_slug
 from supabase_connector import Forbidden, InvalidParams, SupabaseExecutor
 
-CLASS_OF = {
-    "project_owner": "service_role",
-    "maintainer": "service_role",
-    "project_maintainer": "service_role",
-    "solution_admin": "service_role",
-    "project_contributor": "authenticated",
-    "team_member": "authenticated",
-    "solution_user": "authenticated",
-    "project_viewer": "anon",
-    "solution_viewer": "anon",
-}
 ALICE = "00000000-0000-4000-8000-00000000a11c"
 BOB = "00000000-0000-4000-8000-000000000b0b"
 CAROL = "00000000-0000-4000-8000-0000000ca201"
+
+# contract §4, all nine platform roles
+MAPPING = [
+    ("project_owner", "service_role"),
+    ("maintainer", "service_role"),
+    ("project_maintainer", "service_role"),
+    ("solution_admin", "service_role"),
+    ("project_contributor", "authenticated"),
+    ("team_member", "authenticated"),
+    ("solution_user", "authenticated"),
+    ("project_viewer", "anon"),
+    ("solution_viewer", "anon"),
+]
+RANK = {"anon": 1, "authenticated": 2, "service_role": 3}
+ROLE_CLASS = dict(MAPPING)
 
 
 def user(uid: str) -> Dict[str, str]:
     return {"type": "user", "id": uid}
 
 
-def issue(executor: SupabaseExecutor, slug: str, uid: str, **params: Any) -> Dict[str, Any]:
-    return executor.execute("issue_database_lease", {"project": slug, "principal": user(uid), **params})["lease"]
+def issue(executor: SupabaseExecutor, slug: str, principal: Dict[str, str], **params: Any) -> Dict[str, Any]:
+    return executor.execute("issue_database_lease", {"project": slug, "principal": principal, **params})["lease"]
+
+
+def grant(executor: SupabaseExecutor, slug: str, principal: Dict[str, str], platform_role: str, **params: Any) -> Dict[str, Any]:
+    return executor.execute(
+        "upsert_database_access", {"project": slug, "principal": principal, "platform_role": platform_role, **params}
+    )
+
+
+def team(executor: SupabaseExecutor, slug: str, team_id: str, platform_role: str, members: List[str]) -> Dict[str, Any]:
+    return executor.execute(
+        "upsert_database_team_access",
+        {"project": slug, "team_id": team_id, "platform_role": platform_role, "members": members},
+    )
+
+
+def new_project(executor: SupabaseExecutor, prefix: str) -> Dict[str, Any]:
+    """A project with a table `notes`: a public row and rows of alice and
+    bob; everyone reads public rows, the authenticated class reads and
+    writes its own (`owner = auth.uid()`)."""
+    state = executor.execute("upsert_database_project_access", {"project": new_slug(prefix)})
+    with psycopg.connect(state["lease"]["database"]["url"], autocommit=True) as conn:
+        conn.execute(
+            "create table notes (id bigserial primary key, owner uuid, body text not null, public boolean not null default false)"
+        )
+        conn.execute("create policy notes_public on notes for select using (public)")
+        conn.execute(
+            "create policy notes_own on notes for all to authenticated using (owner = auth.uid()) with check (owner = auth.uid())"
+        )
+        conn.execute(
+            "insert into notes (owner, body, public) values (%s, 'alice', false), (%s, 'bob', false), (null, 'pub', true)",
+            (ALICE, BOB),
+        )
+    return state
 
 
 @pytest.fixture(scope="module")
-def pair(executor: SupabaseExecutor) -> Iterator[Dict[str, str]]:
-    """Projects A and B with a table `notes` (a row per user, a permissive
-    read policy for everyone, writes for authenticated users)."""
-    out = {}
-    for name in ("a", "b"):
-        state = executor.execute("upsert_database_project_access", {"project": new_slug(f"ac{name}")})
-        with psycopg.connect(state["lease"]["database"]["url"], autocommit=True) as conn:
-            conn.execute("create table notes (id bigserial primary key, owner uuid default auth.uid(), body text)")
-            conn.execute("create policy read_all on notes for select using (true)")
-            conn.execute("create policy write_own on notes for insert to authenticated with check (owner = auth.uid())")
-            conn.execute("insert into notes (owner, body) values (null, 'seed')")
-        out[name] = state["project"]
-    yield out
+def two(executor: SupabaseExecutor) -> Iterator[Dict[str, Dict[str, Any]]]:
+    yield {"a": new_project(executor, "acca"), "b": new_project(executor, "accb")}
 
 
-def capabilities(api: pgrest.Client, token: str, schema: str) -> Dict[str, bool]:
-    return {
-        "read": api.allowed(token, schema, "select count(*) from notes"),
-        "write": api.allowed(token, schema, "insert into notes (body) values ('x')"),
-        "ddl": api.allowed(token, schema, "create table ddl_probe (id int)") and api.allowed(token, schema, "drop table ddl_probe"),
-    }
+def lease_roles(admin: Admin, slug: str, active: bool) -> Set[str]:
+    cond = "is null" if active else "is not null"
+    return {r[0] for r in admin.rows(
+        f"select role_name from supabase_connector.leases where project = %s and revoked_at {cond}", (slug,))}
 
 
-EXPECTED = {
-    "service_role": {"read": True, "write": True, "ddl": True},
-    "authenticated": {"read": True, "write": True, "ddl": False},
-    "anon": {"read": True, "write": False, "ddl": False},
-}
+def existing_roles(admin: Admin, names: Set[str]) -> Set[str]:
+    return {r[0] for r in admin.rows("select rolname from pg_roles where rolname = any(%s)", (list(names),))}
 
 
-@pytest.mark.parametrize("platform_role", sorted(CLASS_OF))
-def test_each_platform_role(executor: SupabaseExecutor, api: pgrest.Client, pair: Dict[str, str], platform_role: str) -> None:
-    uid = str(uuid.uuid4())  # a user of its own: grants of one case do not leak into another
-    a, b = pair["a"], pair["b"]
-    result = executor.execute(
-        "upsert_database_access", {"project": a, "principal": user(uid), "platform_role": platform_role}
-    )
+def bodies(api: pgrest.Client, token: str, schema: str) -> Set[str]:
+    return {r[0] for r in api.request(token, schema, "select body from notes")}
+
+
+def refused(api: pgrest.Client, token: str, schema: str, sql: str, params: Any = ()) -> str:
+    """The request fails; returns how (`kind` or the SQLSTATE)."""
+    with pytest.raises(pgrest.ApiError) as err:
+        api.request(token, schema, sql, params)
+    return err.value.pgcode or err.value.kind
+
+
+def role_gone(api: pgrest.Client, token: str, schema: str) -> None:
+    """The token is refused because its role no longer exists (PostgREST
+    fails to switch to it), not because of the JWT."""
+    with pytest.raises(pgrest.ApiError) as err:
+        api.request(token, schema, "select 1")
+    assert err.value.kind == "role_switch" and "does not exist" in str(err.value), err.value
+
+
+# ------------------------------------------------------------ the role mapping
+
+
+@pytest.mark.parametrize("platform_role,access_class", MAPPING)
+def test_platform_role_mapping(
+    platform_role: str, access_class: str, executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]],
+    api: pgrest.Client, admin: Admin,
+) -> None:
+    a, b = two["a"], two["b"]
+    sa, sb = a["schema"], b["schema"]
+    # alternate principal types: users and named services behave alike
+    if MAPPING.index((platform_role, access_class)) % 2 == 0:
+        principal = user(str(uuid.uuid4()))
+    else:
+        principal = {"type": "service", "id": f"svc-{platform_role}-{uuid.uuid4().hex[:6]}"}
+    result = grant(executor, a["project"], principal, platform_role)
+    assert result["access_class"] == access_class and result["changed"] is True
     lease = result["lease"]
-    cls = CLASS_OF[platform_role]
-    assert result["access_class"] == cls and lease["access_class"] == cls and lease["platform_role"] == platform_role
+    assert (lease["platform_role"], lease["access_class"], lease["principal"]) == (platform_role, access_class, principal)
+    claims = api.claims(lease["api"]["access_token"])
+    assert (claims["role"], claims["access_class"], claims["platform_role"], claims["project"]) == (
+        lease["database"]["user"], access_class, platform_role, a["project"])
+    assert ("publishable_token" in lease["api"]) is (access_class == "service_role")
+    # the lease role sits under exactly its class role of the project
+    role = lease["database"]["user"]
+    for cls in ("service_role", "authenticated", "anon"):
+        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{sa}_{cls}")) is (cls == access_class), cls
+    assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{sa}_owner")) is (access_class == "service_role")
+    for other in ("owner", "service_role", "authenticated", "anon"):
+        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{sb}_{other}")) is False
+
     token = lease["api"]["access_token"]
-    assert capabilities(api, token, f"proj_{a}") == EXPECTED[cls]
-    # nothing in the second project, whatever the class
-    assert capabilities(api, token, f"proj_{b}") == {"read": False, "write": False, "ddl": False}
-    assert not api.allowed(token, f"proj_{a}", f"select count(*) from proj_{b}.notes")
-    # a lease for B is forbidden: the grant is on A only
+    mine = f"mine-{platform_role}-{uuid.uuid4().hex[:6]}"
+    # read
+    seen = bodies(api, token, sa)
+    if access_class == "service_role":
+        assert {"alice", "bob", "pub"} <= seen  # RLS bypassed in its own schema
+    else:
+        assert seen & {"alice", "bob", "pub"} == {"pub"}  # under RLS
+    # write
+    insert = "insert into notes (owner, body) values (auth.uid(), %s) returning owner::text"
+    if access_class == "anon":
+        assert refused(api, token, sa, insert, (mine,)) == "42501"
+        assert refused(api, token, sa, "delete from notes where body = 'pub'") == "42501"
+    else:
+        assert api.request(token, sa, insert, (mine,)) == [(claims["sub"],)]
+        assert mine in bodies(api, token, sa)
+    if access_class == "authenticated":
+        # its own rows only: another user's row is invisible to update and
+        # cannot be written in their name
+        assert api.request(token, sa, "update notes set body = body where body = 'alice' returning id") == []
+        assert refused(api, token, sa, "insert into notes (owner, body) values (%s, 'forged')", (ALICE,)) == "42501"
+    if access_class == "service_role":
+        assert len(api.request(token, sa, "update notes set body = body where body in ('alice', 'bob') returning id")) == 2
+    # DDL through the database lease
+    with psycopg.connect(lease["database"]["url"], autocommit=True) as conn:
+        assert conn.execute("select current_schema()").fetchone() == (sa,)
+        table = f"ddl_{uuid.uuid4().hex[:8]}"
+        if access_class == "service_role":
+            conn.execute(f"create table {table} (id int)")
+            assert admin.value("select relowner::regrole::text from pg_class where oid = %s::regclass",
+                               (f"{sa}.{table}",)) == f"{sa}_owner"
+            assert admin.value("select relrowsecurity from pg_class where oid = %s::regclass", (f"{sa}.{table}",)) is True
+        else:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"create table {table} (id int)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("alter table notes add column extra int")
+        # nothing in project B, even for the service class
+        for sql in (f"select count(*) from {sb}.notes", f"insert into {sb}.notes (body) values ('x')",
+                    f"create table {sb}.{table} (id int)", f"set role {sb}_owner"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    # nothing in project B through the API either
+    for sql in (f"select count(*) from {sb}.notes", f"insert into {sb}.notes (body) values ('x')",
+                f"update {sb}.notes set body = 'x'"):
+        assert refused(api, token, sb, sql) == "42501", sql
+    assert refused(api, token, sb, "select count(*) from notes") == "42P01"  # the schema is not on its path
+    # and no lease for B: the grant is on A only
     with pytest.raises(Forbidden):
-        issue(executor, b, uid)
+        issue(executor, b["project"], principal)
+    assert admin.value("select count(*) from supabase_connector.leases where project = %s and principal_id = %s",
+                       (b["project"], principal["id"])) == 0
 
 
-def test_unknown_platform_role_names_the_allowed_ones(executor: SupabaseExecutor, pair: Dict[str, str]) -> None:
-    with pytest.raises(InvalidParams) as err:
-        executor.execute("upsert_database_access", {"project": pair["a"], "principal": user(ALICE), "platform_role": "admin"})
-    text = str(err.value) + str(err.value.details)
-    for role in CLASS_OF:
-        assert role in text
+# ------------------------------------------------------------ teams and grants
 
 
-def test_two_teams_then_downgrade(executor: SupabaseExecutor, api: pgrest.Client, admin: Admin) -> None:
-    slug = new_slug("teams")
-    executor.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
-    uid = str(uuid.uuid4())
-    executor.execute("upsert_database_team_access", {"project": slug, "team_id": "viewers", "platform_role": "project_viewer", "members": [uid]})
-    executor.execute("upsert_database_team_access", {"project": slug, "team_id": "writers", "platform_role": "project_contributor", "members": [uid]})
-    lease = issue(executor, slug, uid)
-    assert lease["access_class"] == "authenticated"
-    result = executor.execute("revoke_database_team_access", {"project": slug, "team_id": "writers"})
-    assert result["revoked_leases"] == [lease["lease_id"]]
-    assert not api.allowed(lease["api"]["access_token"], f"proj_{slug}", "select 1")
-    assert admin.value("select count(*) from pg_roles where rolname = %s", (lease["database"]["user"],)) == 0
-    again = issue(executor, slug, uid)
-    assert again["access_class"] == "anon"
-    # a viewer's lease survives removing another team it is not in
-    executor.execute("upsert_database_team_access", {"project": slug, "team_id": "others", "platform_role": "project_owner", "members": [CAROL]})
-    assert executor.execute("revoke_database_team_access", {"project": slug, "team_id": "others"})["revoked_leases"] == []
-    assert api.allowed(again["api"]["access_token"], f"proj_{slug}", "select 1")
+def test_two_teams_highest_class_then_downgrade(
+    executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]], api: pgrest.Client, admin: Admin,
+) -> None:
+    slug, s = two["a"]["project"], two["a"]["schema"]
+    member = str(uuid.uuid4())
+    suffix = uuid.uuid4().hex[:6]
+    viewers, contributors = f"viewers-{suffix}", f"contributors-{suffix}"
+    team(executor, slug, viewers, "project_viewer", [member])
+    team(executor, slug, contributors, "project_contributor", [member, BOB])
+    old = issue(executor, slug, user(member))
+    assert (old["access_class"], old["platform_role"]) == ("authenticated", "project_contributor")
+    token = old["api"]["access_token"]
+    assert api.request(token, s, "insert into notes (owner, body) values (auth.uid(), 'by-contributor') returning body") \
+        == [("by-contributor",)]
+    session = psycopg.connect(old["database"]["url"], autocommit=True)
+    try:
+        assert session.execute("select count(*) from notes where body = 'pub'").fetchone() == (1,)
+        removed = executor.execute("revoke_database_team_access", {"project": slug, "team_id": contributors})
+        assert removed["removed"] is True
+        assert removed["revoked_leases"] == [old["lease_id"]]
+        # the old token fails at once (its role is gone), its session is over
+        role_gone(api, token, s)
+        with pytest.raises(psycopg.OperationalError):
+            session.execute("select 1")
+    finally:
+        session.close()
+    assert existing_roles(admin, {old["database"]["user"]}) == set()
+    assert admin.rows("select revoke_reason from supabase_connector.leases where lease_id = %s", (old["lease_id"],)) \
+        == [("access removed",)]
+    # what it wrote stays
+    assert admin.value(f"select count(*) from {s}.notes where body = 'by-contributor'") == 1
+    # a new lease is anon-class: it reads, it cannot write
+    new = issue(executor, slug, user(member))
+    assert (new["access_class"], new["platform_role"]) == ("anon", "project_viewer")
+    assert bodies(api, new["api"]["access_token"], s) & {"pub", "by-contributor"} == {"pub"}
+    assert refused(api, new["api"]["access_token"], s, "insert into notes (owner, body) values (auth.uid(), 'x')") == "42501"
+    # removing a team it is not in leaves its lease alone
+    others = f"others-{suffix}"
+    team(executor, slug, others, "project_owner", [CAROL])
+    assert executor.execute("revoke_database_team_access", {"project": slug, "team_id": others})["revoked_leases"] == []
+    assert api.allowed(new["api"]["access_token"], s, "select 1")
 
 
-def test_member_removal_and_role_change_cascade(executor: SupabaseExecutor, api: pgrest.Client) -> None:
-    slug = new_slug("casc")
-    executor.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
-    u1, u2 = str(uuid.uuid4()), str(uuid.uuid4())
-    executor.execute("upsert_database_team_access", {"project": slug, "team_id": "t", "platform_role": "project_contributor", "members": [u1, u2]})
-    l1, l2 = issue(executor, slug, u1), issue(executor, slug, u2)
-    # u1 leaves the team: its live token fails at once
-    result = executor.execute("upsert_database_team_access", {"project": slug, "team_id": "t", "platform_role": "project_contributor", "members": [u2]})
-    assert result["removed"] == [u1] and result["revoked_leases"] == [l1["lease_id"]]
-    assert not api.allowed(l1["api"]["access_token"], f"proj_{slug}", "select 1")
+def test_non_member_is_forbidden(executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]], admin: Admin) -> None:
+    slug = two["a"]["project"]
+    team(executor, slug, f"others-{uuid.uuid4().hex[:6]}", "project_owner", [ALICE])
+    stranger = str(uuid.uuid4())
+    for principal in (user(stranger), {"type": "service", "id": f"nobody-{uuid.uuid4().hex[:6]}"}):
+        with pytest.raises(Forbidden) as err:
+            issue(executor, slug, principal)
+        assert principal["id"] in str(err.value)
+    assert admin.value("select count(*) from supabase_connector.leases where principal_id = %s", (stranger,)) == 0
+
+
+def test_removed_member_token_fails_at_once(
+    executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]], api: pgrest.Client, admin: Admin,
+) -> None:
+    slug, s = two["a"]["project"], two["a"]["schema"]
+    stays, leaves = str(uuid.uuid4()), str(uuid.uuid4())
+    crew = f"crew-{uuid.uuid4().hex[:6]}"
+    team(executor, slug, crew, "team_member", [stays, leaves])
+    keep = issue(executor, slug, user(stays), database=False)
+    gone = issue(executor, slug, user(leaves), database=False)
+    assert gone["database"] is None  # API tokens only: a NOLOGIN role
+    gone_role = api.claims(gone["api"]["access_token"])["role"]
+    assert admin.rows("select rolcanlogin from pg_roles where rolname = %s", (gone_role,)) == [(False,)]
+    for lease in (keep, gone):
+        assert api.request(lease["api"]["access_token"], s, "select auth.uid()::text") == [(lease["principal"]["id"],)]
+    result = team(executor, slug, crew, "team_member", [stays])
+    assert (result["removed"], result["added"], result["revoked_leases"]) == ([leaves], [], [gone["lease_id"]])
+    role_gone(api, gone["api"]["access_token"], s)
+    assert api.request(keep["api"]["access_token"], s, "select auth.uid()::text") == [(stays,)]
     with pytest.raises(Forbidden):
-        issue(executor, slug, u1)
-    # the team is downgraded to viewer: u2's authenticated lease goes
-    result = executor.execute("upsert_database_team_access", {"project": slug, "team_id": "t", "platform_role": "project_viewer", "members": [u2]})
-    assert result["revoked_leases"] == [l2["lease_id"]]
-    assert issue(executor, slug, u2)["access_class"] == "anon"
-    # a direct grant revoked: its lease goes too
-    executor.execute("upsert_database_access", {"project": slug, "principal": user(u1), "platform_role": "project_owner", "issue_lease": False})
-    l3 = issue(executor, slug, u1)
-    assert l3["access_class"] == "service_role"
-    result = executor.execute("revoke_database_access", {"project": slug, "principal": user(u1)})
-    assert result["revoked_leases"] == [l3["lease_id"]]
-    assert not api.allowed(l3["api"]["access_token"], f"proj_{slug}", "select 1")
+        issue(executor, slug, user(leaves))
+    assert existing_roles(admin, {gone_role}) == set()
+    # the team itself downgraded to viewer: the remaining contributor lease goes
+    result = team(executor, slug, crew, "solution_viewer", [stays])
+    assert (result["access_class"], result["revoked_leases"]) == ("anon", [keep["lease_id"]])
+    role_gone(api, keep["api"]["access_token"], s)
+    assert issue(executor, slug, user(stays))["access_class"] == "anon"
 
 
-def test_non_member_is_forbidden(executor: SupabaseExecutor, pair: Dict[str, str]) -> None:
-    with pytest.raises(Forbidden) as err:
-        issue(executor, pair["a"], str(uuid.uuid4()))
-    assert err.value.code == "forbidden"
+def test_grant_on_one_project_only(
+    executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]], api: pgrest.Client, admin: Admin,
+) -> None:
+    a, b = two["a"], two["b"]
+    someone = str(uuid.uuid4())
+    lease_a = grant(executor, a["project"], user(someone), "project_contributor")["lease"]
+    crew = f"only-a-{uuid.uuid4().hex[:6]}"
+    team(executor, a["project"], crew, "project_owner", [someone])
+    owner_lease = issue(executor, a["project"], user(someone))
+    assert owner_lease["access_class"] == "service_role"
+    with pytest.raises(Forbidden):
+        issue(executor, b["project"], user(someone))
+    # removing the direct grant leaves the team's class: the contributor
+    # lease stays (its class is still covered)
+    assert executor.execute("revoke_database_access", {"project": a["project"], "principal": user(someone)})["revoked_leases"] == []
+    assert api.allowed(lease_a["api"]["access_token"], a["schema"], "select 1")
+    # with the team gone too, nothing is left: every lease of it is revoked
+    result = executor.execute("revoke_database_team_access", {"project": a["project"], "team_id": crew})
+    assert sorted(result["revoked_leases"]) == sorted([lease_a["lease_id"], owner_lease["lease_id"]])
+    for lease in (lease_a, owner_lease):
+        role_gone(api, lease["api"]["access_token"], a["schema"])
+    with pytest.raises(Forbidden):
+        issue(executor, a["project"], user(someone))
+    assert admin.value("select count(*) from supabase_connector.leases where project = %s and principal_id = %s",
+                       (b["project"], someone)) == 0
+
+
+def test_direct_grant_downgrade(
+    executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]], api: pgrest.Client, admin: Admin,
+) -> None:
+    slug, s = two["a"]["project"], two["a"]["schema"]
+    principal = {"type": "service", "id": f"pipeline-{uuid.uuid4().hex[:6]}"}
+    old = grant(executor, slug, principal, "solution_admin")["lease"]
+    assert old["access_class"] == "service_role"
+    assert api.allowed(old["api"]["access_token"], s, "select count(*) from notes")
+    # the same grant, lower: the service-class lease goes in the same call that
+    # hands out the new, lower one
+    result = grant(executor, slug, principal, "solution_user")
+    assert (result["changed"], result["access_class"], result["revoked_leases"]) == (True, "authenticated", [old["lease_id"]])
+    assert result["lease"]["access_class"] == "authenticated"
+    role_gone(api, old["api"]["access_token"], s)
+    role_gone(api, old["api"]["publishable_token"], s)
+    assert existing_roles(admin, {old["database"]["user"], old["database"]["user"] + "_anon"}) == set()
+    new_token = result["lease"]["api"]["access_token"]
+    assert bodies(api, new_token, s) & {"alice", "bob", "pub"} == {"pub"}
+    # raising it again revokes nothing
+    up = grant(executor, slug, principal, "maintainer", issue_lease=False)
+    assert (up["changed"], up["revoked_leases"]) == (True, [])
+    assert api.allowed(new_token, s, "select 1")
+
+
+def test_unknown_platform_role_is_refused(executor: SupabaseExecutor, two: Dict[str, Dict[str, Any]]) -> None:
+    slug = two["a"]["project"]
+    for action, params in (
+        ("upsert_database_access", {"principal": user(ALICE), "platform_role": "admin"}),
+        ("upsert_database_team_access", {"team_id": "x", "platform_role": "admin", "members": []}),
+    ):
+        with pytest.raises(InvalidParams) as err:
+            executor.execute(action, {"project": slug, **params})
+        assert "/platform_role" in str(err.value) + str(err.value.details)
+    described = executor.execute("describe_database_project", {"project": slug})
+    assert "x" not in [x["team_id"] for x in described["teams"]]
+    assert ALICE not in [g["principal"]["id"] for g in described["grants"]]
+
+
+def registry_state(admin: Admin, slug: str) -> Dict[str, Any]:
+    return {
+        "project": admin.rows("select * from supabase_connector.projects where slug = %s", (slug,)),
+        "grants": admin.rows("select * from supabase_connector.grants where project = %s order by 2, 3", (slug,)),
+        "teams": admin.rows("select * from supabase_connector.teams where project = %s order by 2", (slug,)),
+        "members": admin.rows("select * from supabase_connector.team_members where project = %s order by 2, 3", (slug,)),
+        "leases": admin.rows("select * from supabase_connector.leases where project = %s order by 1", (slug,)),
+    }
 
 
 def test_upserting_twice_changes_nothing(executor: SupabaseExecutor, admin: Admin) -> None:
     slug = new_slug("idem")
     executor.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
-    team = {"project": slug, "team_id": "t1", "platform_role": "project_contributor", "members": [ALICE, BOB]}
-    grant = {"project": slug, "principal": user(CAROL), "platform_role": "project_viewer", "issue_lease": False}
-    first_team = executor.execute("upsert_database_team_access", team)
-    first_grant = executor.execute("upsert_database_access", grant)
+    first_team = team(executor, slug, "devs", "project_contributor", [ALICE, BOB])
+    first_grant = grant(executor, slug, user(CAROL), "project_viewer", issue_lease=False)
     assert first_team["changed"] is True and first_grant["changed"] is True
+    catalog = catalog_snapshot(admin, f"proj_{slug}")
+    registry = registry_state(admin, slug)
+    changes = admin.value("select count(*) from supabase_connector.audit_log where project = %s and changed", (slug,))
+    last_id = admin.value("select max(id) from supabase_connector.audit_log")
 
-    def registry() -> List[Any]:
-        return [
-            admin.rows("select * from supabase_connector.teams where project = %s order by team_id", (slug,)),
-            admin.rows("select project, team_id, user_id from supabase_connector.team_members where project = %s order by 1, 2, 3", (slug,)),
-            admin.rows("select * from supabase_connector.grants where project = %s order by principal_id", (slug,)),
-        ]
-
-    before = (registry(), catalog_snapshot(admin, f"proj_{slug}"))
-    changes_before = admin.value("select count(*) from supabase_connector.audit_log where project = %s and changed", (slug,))
-    second_team = executor.execute("upsert_database_team_access", {**team, "members": [BOB, ALICE]})
-    second_grant = executor.execute("upsert_database_access", grant)
-    assert second_team["changed"] is False and second_team["added"] == [] and second_team["removed"] == []
-    assert second_grant["changed"] is False
-    assert (registry(), catalog_snapshot(admin, f"proj_{slug}")) == before
-    assert admin.value("select count(*) from supabase_connector.audit_log where project = %s and changed", (slug,)) == changes_before
+    again_team = team(executor, slug, "devs", "project_contributor", [BOB, ALICE])  # same set, other order
+    again_grant = grant(executor, slug, user(CAROL), "project_viewer", issue_lease=False)
+    assert (again_team["changed"], again_team["added"], again_team["removed"], again_team["revoked_leases"]) == (False, [], [], [])
+    assert (again_grant["changed"], again_grant["revoked_leases"]) == (False, [])
+    assert catalog_snapshot(admin, f"proj_{slug}") == catalog
+    assert registry_state(admin, slug) == registry
+    assert admin.value("select count(*) from supabase_connector.audit_log where project = %s and changed", (slug,)) == changes
+    # each call is audited, as no change
+    assert admin.rows(
+        "select action, changed from supabase_connector.audit_log where project = %s and id > %s order by id", (slug, last_id)
+    ) == [("upsert_database_team_access", False), ("upsert_database_access", False)]
 
 
-def test_concurrent_team_updates_and_leases(executor: SupabaseExecutor, admin: Admin, api: pgrest.Client) -> None:
+def test_concurrent_team_updates_and_issues(executor: SupabaseExecutor, api: pgrest.Client, admin: Admin) -> None:
     slug = new_slug("conc")
+    s = f"proj_{slug}"
     executor.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
-    people = [str(uuid.uuid4()) for _ in range(8)]
-    rng = random.Random(7)
-    plans = []
+    users = [str(uuid.uuid4()) for _ in range(4)]
+    for u in users:  # a floor, so an issue is never forbidden
+        grant(executor, slug, user(u), "project_viewer", issue_lease=False)
+    cycle = ["project_contributor", "project_owner", "solution_viewer", "team_member"]
+    jobs: List[Dict[str, Any]] = []
     for i in range(32):
         if i % 2 == 0:
-            members = sorted(rng.sample(people, 4))
-            role = rng.choice(["project_contributor", "project_viewer", "project_owner"])
-            plans.append(("team", f"team{i % 4}", role, members))
+            members = [u for j, u in enumerate(users) if (i // 2 + j) % 3 != 0]
+            jobs.append({"kind": "team", "team_id": f"team{i % 3}", "platform_role": cycle[(i // 2) % 4], "members": members})
         else:
-            plans.append(("lease", None, None, [rng.choice(people)]))
+            jobs.append({"kind": "issue", "user": users[i % 4], "database": i % 3 == 0})
 
-    def run(plan: Any) -> Any:
-        kind, team, role, members = plan
-        if kind == "team":
-            return executor.execute("upsert_database_team_access", {"project": slug, "team_id": team, "platform_role": role, "members": members})
-        try:
-            return issue(executor, slug, members[0], database=False)
-        except Forbidden:
-            return None
+    def run(job: Dict[str, Any]) -> Dict[str, Any]:
+        if job["kind"] == "team":
+            return team(executor, slug, job["team_id"], job["platform_role"], job["members"])
+        return issue(executor, slug, user(job["user"]), database=job["database"], lease_ttl_seconds=600)
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(run, plans))
-    # consistent: every live lease is at most its principal's effective class now
-    rank = {"anon": 0, "authenticated": 1, "service_role": 2}
-    effective: Dict[str, str] = {}
-    for team_id, cls in admin.rows("select team_id, access_class from supabase_connector.teams where project = %s", (slug,)):
-        for (uid,) in admin.rows("select user_id::text from supabase_connector.team_members where project = %s and team_id = %s", (slug, team_id)):
-            if uid not in effective or rank[cls] > rank[effective[uid]]:
-                effective[uid] = cls
-    live = admin.rows(
-        "select principal_id, access_class, role_name from supabase_connector.leases where project = %s and revoked_at is null", (slug,)
-    )
-    for uid, cls, role in live:
-        assert uid in effective and rank[cls] <= rank[effective[uid]], (uid, cls, effective.get(uid))
-        assert admin.value("select count(*) from pg_roles where rolname = %s", (role,)) == 1
-    assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, jobs))
+    issued = [r for job, r in zip(jobs, results) if job["kind"] == "issue"]
+    assert len({x["lease_id"] for x in issued}) == 16
+
+    # each team ends as its last applied update (the project lock orders them;
+    # the audit log records that order)
+    last: Dict[str, Any] = {}
+    for params, in admin.rows(
+        "select params from supabase_connector.audit_log where project = %s and action = 'upsert_database_team_access' order by id",
+        (slug,),
+    ):
+        last[params["team_id"]] = params
+    assert len(last) == 3
+    stored = {r[0]: (r[1], sorted(r[2] or [])) for r in admin.rows(
+        "select t.team_id, t.platform_role, array(select m.user_id::text from supabase_connector.team_members m "
+        "where m.project = t.project and m.team_id = t.team_id) from supabase_connector.teams t where t.project = %s", (slug,))}
+    assert stored == {t: (p["platform_role"], sorted(p["members"])) for t, p in last.items()}
+
+    # no active lease exceeds its holder's effective class now
+    def effective(u: str) -> int:
+        ranks = [RANK["anon"]]  # the direct viewer grant
+        ranks += [RANK[ROLE_CLASS[p["platform_role"]]] for p in last.values() if u in p["members"]]
+        return max(ranks)
+
+    active = admin.rows(
+        "select lease_id::text, principal_id, access_class, role_name from supabase_connector.leases "
+        "where project = %s and revoked_at is null", (slug,))
+    for lease_id, holder, cls, _ in active:
+        assert RANK[cls] <= effective(holder), (lease_id, holder, cls)
+    # registry and catalog agree: active leases have roles, revoked ones none
+    assert existing_roles(admin, lease_roles(admin, slug, active=True)) == lease_roles(admin, slug, active=True)
+    assert existing_roles(admin, lease_roles(admin, slug, active=False)) == set()
+    for _, _, cls, role in active:
+        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{s}_{cls}")) is True
+    active_ids = {r[0] for r in active}
+    revoked = dict(admin.rows("select lease_id::text, revoke_reason from supabase_connector.leases "
+                              "where project = %s and revoked_at is not null", (slug,)))
+    assert set(revoked.values()) <= {"access removed"}
+    for x in issued:
+        assert (x["lease_id"] in active_ids) != (x["lease_id"] in revoked)
+        assert api.allowed(x["api"]["access_token"], s, "select 1") is (x["lease_id"] in active_ids)
+    report = executor.execute("verify_database_project", {"project": slug})
+    assert report["clean"] is True, report["findings"]
+    assert executor.execute("describe_database_project", {"project": slug})["active_leases"] == len(active)
