@@ -1,4 +1,14 @@
-"""Issue 9: the demo and the operator CLI."""
+"""Issue 9: the command line. The demo runs to completion on its own and
+cleans up after itself, its isolation table is measured (sabotaging one
+grant flips one cell and fails the run), secrets stay masked unless asked
+for; every subcommand documents itself; JSON output parses; completions
+are generated.
+
+The demo's stack is started through `SUPABASE_CONNECTOR_STACK` pointing at
+a thin wrapper around tests/stack/stack.py that keeps a copy of the facts
+`stack.py up` prints (ports, pids, directory, seeded secrets), so the test
+knows what to look for after the demo is gone.
+"""
 
 from __future__ import annotations
 
@@ -6,132 +16,399 @@ import json
 import os
 import re
 import subprocess
+import sys
+import tempfile
+import textwrap
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
+from urllib.parse import urlsplit
 
+import jwt as pyjwt
 import pytest
 
-from conftest import BIN, cli, connector_config, new_slug
+from conftest import BIN, ROOT, Admin, Stack, cli, connector_config, info, new_slug
 
-SUBCOMMANDS = ["bootstrap", "run", "plan", "catalog", "verify", "reap", "migrate", "demo", "completions"]
-
-
-def run_demo(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("BAO_ADDR", None)
-    return subprocess.run([BIN, "demo", *args], capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
-
-
-def stack_dir(stderr: str) -> str:
-    match = re.search(r"down (\S+sbstack-\S+)", stderr)
-    assert match, stderr
-    return match.group(1)
-
-
-def leftovers(directory: str) -> Dict[str, Any]:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return {"dir": Path(directory).exists(), "processes": [p for p in ps.splitlines() if directory in p and "ps -eo" not in p]}
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[subprocess.CompletedProcess]:
-    yield run_demo()
-
-
-def test_demo_runs_to_completion_and_cleans_up(demo: subprocess.CompletedProcess) -> None:
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    out = demo.stdout
-    for step in ("bootstrap", "upsert_database_project_access acme", "apply_database_migrations globex", "revoke_database_lease"):
-        assert step in out
-    assert "Every cell matched the contract" in out
-    assert re.search(r"alice's token after revoke:\s+DENIED", out)
-    assert leftovers(stack_dir(demo.stderr)) == {"dir": False, "processes": []}
-
-
-def test_demo_masks_secrets(demo: subprocess.CompletedProcess) -> None:
-    env_section = demo.stdout.split("The env a workspace of acme gets", 1)[1]
-    assert "masked" in env_section
-    # no token and no connection string with a password anywhere in the output
-    assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", demo.stdout)
-    assert not re.search(r"postgresql://lease_[0-9a-f]+:[^@\s]+@", demo.stdout)
-
-
-def test_demo_table_is_measured() -> None:
-    """Break one grant on purpose: the demo must see it and fail."""
-    sabotage = (
-        "grant usage on schema proj_globex to proj_acme_authenticated; "
-        "grant select on all tables in schema proj_globex to proj_acme_authenticated"
-    )
-    proc = run_demo("--sabotage-sql", sabotage)
-    assert proc.returncode != 0
-    assert "UNEXPECTED" in proc.stdout
-    row = next(line for line in proc.stdout.splitlines() if "acme alice (authenticated)" in line)
-    # globex.notes, reached through the sabotaged grant, is flagged; the rest is as expected
-    assert re.search(r"ALLOWED\s+ALLOWED !!\s+DENIED\s+DENIED", row), row
-    assert leftovers(stack_dir(proc.stderr)) == {"dir": False, "processes": []}
-
-
-@pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
-def test_help(sub: str | None) -> None:
-    args = [BIN] + ([sub] if sub else []) + ["--help"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    assert "Usage:" in proc.stdout
-    if sub is None:
-        for s in SUBCOMMANDS:
-            assert s in proc.stdout
-    else:
-        assert len(proc.stdout.splitlines()) >= 3
-
-
-def test_completions() -> None:
-    proc = subprocess.run([BIN, "completions", "bash"], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0 and "complete" in proc.stdout and "supabase-connector" in proc.stdout
-
-
-def test_output_json_parses(stack: Any) -> None:
-    config = connector_config(stack)
-    slug = new_slug("cli")
-    catalog = json.loads(cli("catalog", "--output", "json", check=True).stdout)
-    assert "upsert_database_project_access" in json.dumps(catalog)
-    plan = json.loads(cli("plan", "upsert_database_project_access", "--params", json.dumps({"project": slug}), "--output", "json",
-                          config=config, check=True).stdout)
-    assert plan["dry_run"] is True and plan["statements"]
-    created = json.loads(cli("run", "upsert_database_project_access", "--params", json.dumps({"project": slug, "issue_lease": False}),
-                             "--output", "json", config=config, check=True).stdout)
-    assert created["created"] is True
-    verify = json.loads(cli("verify", "--project", slug, "--output", "json", config=config, check=True).stdout)
-    assert verify["clean"] is True
-    table = cli("verify", "--project", slug, "--output", "table", config=config, check=True).stdout
-    assert slug in table
+STACK_SCRIPT = ROOT / "tests" / "stack" / "stack.py"
+SUBCOMMANDS = {
+    "bootstrap": "registry",
+    "run": "Run an action",
+    "plan": "SQL an action would apply",
+    "catalog": "catalog",
+    "verify": "drift",
+    "reap": "expired leases",
+    "migrate": "migrations",
+    "demo": "ephemeral PostgreSQL",
+    "completions": "completion script",
+}
+SABOTAGE = "grant usage on schema proj_globex to proj_acme_authenticated; grant select on proj_globex.notes to proj_acme_authenticated"
+TARGETS = ["acme.notes", "globex.notes", "auth.users", "registry"]
+EXPECTED_MATRIX = {
+    "acme service token": ["ALLOWED", "DENIED", "DENIED", "DENIED"],
+    "acme publishable token": ["ALLOWED", "DENIED", "DENIED", "DENIED"],
+    "acme alice (authenticated)": ["ALLOWED", "DENIED", "DENIED", "DENIED"],
+    "acme bob (anon)": ["ALLOWED", "DENIED", "DENIED", "DENIED"],
+    "globex service token": ["DENIED", "ALLOWED", "DENIED", "DENIED"],
+    "acme database lease (psql)": ["ALLOWED", "DENIED", "DENIED", "DENIED"],
+}
+JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+URL_WITH_PASSWORD_RE = re.compile(r"postgres(?:ql)?://[^\s:/@]+:[^\s@]+@")
 
 
 def cli_error(stderr: str) -> Dict[str, Any]:
-    """The `{"error": …}` object the CLI prints on stderr (after any log lines)."""
-    start = stderr.index('{\n  "error"') if '{\n  "error"' in stderr else stderr.index('{"error"')
-    return dict(json.loads(stderr[start:])["error"])
+    """The `{"error": …}` document the CLI prints last on stderr (log lines may come first)."""
+    start = re.search(r'^\{\s*"error"', stderr, re.M)
+    assert start, stderr
+    return dict(json.loads(stderr[start.start() :])["error"])
 
 
-def test_errors_are_json_with_exit_codes(stack: Any) -> None:
+# ------------------------------------------------------------ the demo
+
+
+class DemoRun:
+    def __init__(self, proc: subprocess.CompletedProcess, stack: Dict[str, Any]) -> None:
+        self.proc = proc
+        self.stdout: str = proc.stdout
+        self.stderr: str = proc.stderr
+        self.stack = stack
+
+    def matrix(self) -> Dict[str, List[str]]:
+        """The isolation table as printed: credential -> one cell per target."""
+        lines = self.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("credential \\ target"))
+        header = re.split(r"\s{2,}", lines[start].strip())
+        assert header[1:] == TARGETS, header
+        out: Dict[str, List[str]] = {}
+        for line in lines[start + 1 :]:
+            if not line.strip():
+                break
+            name, rest = line[2:30].strip(), line[30:]
+            out[name] = re.split(r"\s{2,}", rest.strip())
+        return out
+
+    def env(self) -> Dict[str, str]:
+        """The final `KEY=value` lines of the workspace env."""
+        lines = self.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("The env a workspace"))
+        out: Dict[str, str] = {}
+        for line in lines[start + 1 :]:
+            if not line.strip():
+                if out:
+                    break
+                continue
+            key, _, value = line.strip().partition("=")
+            out[key] = value
+        return out
+
+
+def _wrapper(tmp: Path) -> Path:
+    """A stack script that delegates to the real one and records what `up` printed."""
+    record = tmp / "stack-up.json"
+    script = tmp / "stack_wrapper.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            import subprocess, sys
+            out = subprocess.run([sys.executable, {str(STACK_SCRIPT)!r}] + sys.argv[1:], stdout=subprocess.PIPE)
+            if sys.argv[1:2] == ["up"] and out.returncode == 0:
+                open({str(record)!r}, "wb").write(out.stdout)
+            sys.stdout.buffer.write(out.stdout)
+            sys.exit(out.returncode)
+            """
+        )
+    )
+    return script
+
+
+def run_demo(tmp: Path, *args: str) -> DemoRun:
+    env = dict(os.environ, SUPABASE_CONNECTOR_STACK=str(_wrapper(tmp)))
+    # a demo must not need (or pick up) a configured deployment
+    for key in ("BAO_ADDR", "BAO_TOKEN", "VAULT_ADDR", "VAULT_TOKEN", "SUPABASE_CONNECTOR_DATABASE_URL"):
+        env.pop(key, None)
+    record = tmp / "stack-up.json"
+    try:
+        proc = subprocess.run(
+            [BIN, "demo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=240, cwd=tmp
+        )
+    except subprocess.TimeoutExpired:
+        stop_leftover(record)
+        raise
+    assert record.is_file(), f"the demo did not start a stack: {proc.stdout}\n{proc.stderr}"
+    return DemoRun(proc, json.loads(record.read_text()))
+
+
+def stop_leftover(record: Path) -> None:
+    """Stop a demo's stack that is still there (only after a failure)."""
+    if record.is_file():
+        directory = json.loads(record.read_text())["dir"]
+        if os.path.isdir(directory):
+            subprocess.run([sys.executable, str(STACK_SCRIPT), "down", directory], capture_output=True, timeout=120)
+
+
+def secret_values(stack: Dict[str, Any]) -> Dict[str, str]:
+    """Every secret the demo's stack was made with."""
+    out = {f"secrets.{k}": str(v) for k, v in stack["secrets"].items()}
+    for key in ("admin_password", "postgres_password", "authenticator_password", "bao_token", "approle_secret_id"):
+        out[key] = str(stack[key])
+    return {k: v for k, v in out.items() if len(v) >= 12}
+
+
+def assert_nothing_left(stack: Dict[str, Any]) -> None:
+    """No directory, no PostgreSQL or OpenBao process of this stack."""
+    assert not os.path.exists(stack["dir"]), f"{stack['dir']} was left behind"
+    markers = [stack["dir"], f"127.0.0.1:{stack['bao_port']}"]
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    left = [line for line in ps.splitlines() if any(m in line for m in markers)]
+    assert left == [], f"processes of the demo's stack are still running: {left}"
+    for pid in (stack.get("pg_pid"), stack.get("bao_pid")):
+        if pid:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except FileNotFoundError:
+                continue
+            assert not any(m in cmdline for m in markers), f"pid {pid} still runs: {cmdline}"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """`supabase-connector demo`, exactly as a user runs it."""
+    tmp = tmp_path_factory.mktemp("demo")
+    yield run_demo(tmp)
+    stop_leftover(tmp / "stack-up.json")
+
+
+@pytest.fixture(scope="module")
+def sabotaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """The demo with one cross-project grant made as superuser after
+    provisioning; also with --show-secrets, to see the unmasked form."""
+    tmp = tmp_path_factory.mktemp("sabotage")
+    yield run_demo(tmp, "--sabotage-sql", SABOTAGE, "--show-secrets")
+    stop_leftover(tmp / "stack-up.json")
+
+
+def test_demo_completes_and_cleans_up(demo: DemoRun) -> None:
+    assert demo.proc.returncode == 0, demo.stdout + demo.stderr
+    assert "panicked" not in demo.stderr
+    assert "Every cell matched the contract" in demo.stdout
+    assert "UNEXPECTED" not in demo.stdout and "!!" not in demo.stdout
+    # every step ran, with its timing
+    for step in ("bootstrap the registry", "upsert_database_project_access acme", "upsert_database_project_access globex",
+                 "apply_database_migrations acme", "upsert_database_access acme", "upsert_database_team_access acme",
+                 "revoke_database_lease (alice)"):
+        assert re.search(r"\d+\.\d ms  " + re.escape(step), demo.stdout), step
+    assert re.search(r"^total \d+\.\d s$", demo.stdout, re.M)
+    assert_nothing_left(demo.stack)
+
+
+def test_demo_isolation_table(demo: DemoRun) -> None:
+    assert demo.matrix() == EXPECTED_MATRIX
+    assert "alice's token before revoke: ALLOWED" in demo.stdout
+    assert re.search(r"alice's token after revoke:  DENIED \(role \"lease_[0-9a-f]{32}\" does not exist\)", demo.stdout)
+
+
+def test_demo_masks_secrets(demo: DemoRun) -> None:
+    output = demo.stdout + demo.stderr
+    for name, value in secret_values(demo.stack).items():
+        assert value not in output, f"{name} of the demo's stack appears in its output"
+    assert not JWT_RE.search(output), "a token appears unmasked"
+    assert not URL_WITH_PASSWORD_RE.search(output), "a connection URL with its password appears"
+    env = demo.env()
+    assert set(env) >= {"SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_ACCESS_TOKEN", "SUPABASE_DB_SCHEMA", "DATABASE_URL"}
+    assert env["SUPABASE_DB_SCHEMA"] == "proj_acme"
+    for key, value in env.items():
+        if "KEY" in key or "TOKEN" in key or key == "DATABASE_URL":
+            assert re.fullmatch(r".{1,6}…\(masked, \d+ chars\)", value), f"{key}={value}"
+
+
+def test_sabotage_flips_exactly_one_cell(demo: DemoRun, sabotaged: DemoRun) -> None:
+    assert f"(sabotage applied as superuser: {SABOTAGE})" in sabotaged.stdout
+    matrix = sabotaged.matrix()
+    flipped = {name: cells for name, cells in matrix.items() if cells != EXPECTED_MATRIX[name]}
+    assert flipped == {"acme alice (authenticated)": ["ALLOWED", "ALLOWED !!", "DENIED", "DENIED"]}
+    assert set(matrix) == set(demo.matrix())
+    # the run fails, naming the cell, on stdout and as the CLI's error
+    assert sabotaged.proc.returncode != 0
+    assert "Every cell matched" not in sabotaged.stdout
+    assert "UNEXPECTED (1):\n  acme alice (authenticated) -> globex.notes: ALLOWED" in sabotaged.stdout
+    error = cli_error(sabotaged.stderr)
+    assert "isolation check failed" in error["message"] and "globex.notes" in error["message"]
+    surprises = [c for c in error["details"]["matrix"] if (c["outcome"] == "ALLOWED") != c["expected_allowed"]]
+    assert [(c["credential"], c["target"]) for c in surprises] == [("acme alice (authenticated)", "globex.notes")]
+    # a failed run cleans up too
+    assert_nothing_left(sabotaged.stack)
+
+
+def test_show_secrets_unmasks_only_the_lease(sabotaged: DemoRun) -> None:
+    env = sabotaged.env()
+    secrets = sabotaged.stack["secrets"]
+    assert env["SUPABASE_ANON_KEY"] == secrets["SUPABASE_PUBLISHABLE_KEY"]
+    claims = pyjwt.decode(env["SUPABASE_ACCESS_TOKEN"], secrets["JWT_SECRET"], algorithms=["HS256"], audience="authenticated")
+    assert claims["project"] == "acme" and claims["access_class"] == "service_role"
+    assert re.fullmatch(r"lease_[0-9a-f]{32}", claims["role"])
+    url = urlsplit(env["DATABASE_URL"])
+    assert url.username == claims["role"] and url.password
+    # the central secrets are never handed out, unmasked or not
+    for key in ("JWT_SECRET", "SUPABASE_SECRET_KEY", "POSTGRES_PASSWORD"):
+        assert secrets[key] not in sabotaged.stdout + sabotaged.stderr, key
+
+
+# ------------------------------------------------------------ help, completions
+
+
+def _help_entries(text: str, section: str) -> List[str]:
+    """The lines of one `Section:` block of clap's help."""
+    lines = text.splitlines()
+    if f"{section}:" not in lines:
+        return []
+    out = []
+    for line in lines[lines.index(f"{section}:") + 1 :]:
+        if not line.strip():
+            break
+        out.append(line)
+    return out
+
+
+def test_top_level_help_lists_every_subcommand() -> None:
+    proc = cli("--help", check=True)
+    listed = {re.split(r"\s+", line.strip())[0] for line in _help_entries(proc.stdout, "Commands")}
+    assert listed == set(SUBCOMMANDS) | {"help"}
+    assert "supabase-connector demo" in proc.stdout
+    version = cli("--version", check=True)
+    assert re.fullmatch(r"supabase-connector \d+\.\d+\.\d+\S*\n", version.stdout)
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_subcommand_help(command: str) -> None:
+    proc = cli(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert SUBCOMMANDS[command] in proc.stdout.splitlines()[0], proc.stdout
+    assert f"Usage: supabase-connector {command}" in proc.stdout
+    # every argument and option says what it is
+    for line in _help_entries(proc.stdout, "Arguments") + _help_entries(proc.stdout, "Options"):
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        assert len(parts) == 2 and not parts[1].startswith("["), f"{command}: undocumented {line.strip()!r}"
+    if command == "demo":
+        assert "--sabotage-sql" not in proc.stdout
+        assert "--show-secrets" in proc.stdout and "--keep" in proc.stdout
+
+
+def _complete(script: str, *words: str) -> List[str]:
+    """What bash offers for the last of `words`, through the generated script."""
+    argv = ["supabase-connector", *words]
+    program = (
+        'source "$0"; f=$(complete -p supabase-connector | sed -E "s/.* -F ([^ ]+) .*/\\1/"); '
+        'COMP_WORDS=("${@}"); COMP_CWORD=$(( $# - 1 )); '
+        '"$f" supabase-connector "${@: -1}" "${@: -2:1}"; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".bash") as f:
+        f.write(script)
+        f.flush()
+        proc = subprocess.run(["bash", "-c", program, f.name, *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_completions() -> None:
+    proc = cli("completions", "bash", check=True)
+    syntax = subprocess.run(["bash", "-n"], input=proc.stdout, capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    # completing in bash, for real: subcommands, a subcommand's options, an argument's values
+    assert set(SUBCOMMANDS) | {"help"} <= set(_complete(proc.stdout, ""))
+    assert _complete(proc.stdout, "de") == ["demo"]
+    assert "--show-secrets" in _complete(proc.stdout, "demo", "--s")
+    assert {"--project", "--repair"} <= set(_complete(proc.stdout, "verify", "--"))
+    assert {"bash", "zsh", "fish"} <= set(_complete(proc.stdout, "completions", ""))
+    for shell in ("zsh", "fish"):
+        assert "supabase-connector" in cli("completions", shell, check=True).stdout
+    assert cli("completions", "nosuchshell").returncode == 2
+
+
+def test_a_closed_stdout_is_not_a_crash() -> None:
+    """`supabase-connector catalog | head -1`: the reader going away is no panic."""
+    for args in (["catalog", "--output", "json"], ["completions", "bash"]):
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            proc = subprocess.run([BIN, *args], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(w)
+        assert "panicked" not in proc.stderr, proc.stderr
+        assert proc.returncode == 0, (args, proc.returncode, proc.stderr)
+
+
+# ------------------------------------------------------------ JSON output
+
+
+def test_catalog_json() -> None:
+    proc = cli("catalog", "--output", "json", check=True)
+    catalog = json.loads(proc.stdout)
+    assert {"upsert_database_project_access", "verify_database_project", "reap_expired_leases"} <= set(catalog["actions"])
+
+
+def test_plan_json_applies_nothing(stack: Stack, admin: Admin) -> None:
+    slug = new_slug("cli")
+    schema = f"proj_{slug}"
+    # parameters from stdin
+    proc = cli("plan", "upsert_database_project_access", "--params", "-", "--output", "json",
+               config=connector_config(stack), input=json.dumps({"project": slug}), check=True)
+    plan = json.loads(proc.stdout)
+    assert plan["dry_run"] is True and plan["project"] == slug
+    assert f'CREATE SCHEMA "{schema}" AUTHORIZATION "{schema}_owner"' in plan["statements"]
+    owner_grant = f'GRANT "{schema}_owner" TO "postgres"'
+    if int(info(stack, "pg_version")) >= 16:
+        owner_grant += " WITH INHERIT TRUE, SET TRUE"
+    assert owner_grant in plan["statements"]
+    assert admin.value("select to_regnamespace(%s)", (schema,)) is None
+    assert admin.value("select count(*) from pg_roles where rolname like %s", (schema + "\\_%",)) == 0
+
+
+def test_run_and_verify_json(stack: Stack, admin: Admin) -> None:
     config = connector_config(stack)
-    bad = cli("run", "upsert_database_project_access", "--params", json.dumps({"project": "Bad Slug"}), config=config)
-    assert bad.returncode == 2
-    err = cli_error(bad.stderr)
-    assert err["code"] == "invalid_params" and err["details"]["violations"][0]["path"] == "/project"
+    slug = new_slug("cli")
+    proc = cli("run", "upsert_database_project_access", "--params", json.dumps({"project": slug, "issue_lease": False}),
+               "--output", "json", config=config, check=True)
+    assert json.loads(proc.stdout)["schema"] == f"proj_{slug}"
+    report = json.loads(cli("verify", "--project", slug, "--output", "json", config=config, check=True).stdout)
+    assert report["clean"] is True
+    assert [(p["project"], p["clean"], p["findings"]) for p in report["projects"]] == [(slug, True, [])]
+    everything = json.loads(cli("verify", "--output", "json", config=config, check=True).stdout)
+    assert slug in {p["project"] for p in everything["projects"]}
+    # drift made by hand shows up in the same JSON
+    admin.run(f'revoke usage on schema "proj_{slug}" from "proj_{slug}_anon"')
+    drift = cli("verify", "--project", slug, "--output", "json", config=config)
+    report = json.loads(drift.stdout)
+    assert report["clean"] is False
+    assert any(f["object"].endswith(f"proj_{slug}") for f in report["projects"][0]["findings"]), report
+    repaired = json.loads(cli("verify", "--project", slug, "--repair", "--output", "json", config=config, check=True).stdout)
+    assert all(f["repaired"] for f in repaired["projects"][0]["findings"]), repaired
+    assert json.loads(cli("verify", "--project", slug, "--output", "json", config=config, check=True).stdout)["clean"] is True
+    # the table form is for people: one `key  value` line per leaf
+    table = cli("verify", "--project", slug, "--output", "table", config=config, check=True).stdout
+    assert re.search(r"^clean\s+true$", table, re.M)
+
+
+def test_errors_are_json_with_contract_exit_codes(stack: Stack) -> None:
+    config = connector_config(stack)
+    bad = cli("run", "upsert_database_project_access", "--params", json.dumps({"project": "Bad!"}), config=config)
+    assert bad.returncode == 2 and bad.stdout == ""
+    error = cli_error(bad.stderr)
+    assert error["code"] == "invalid_params" and error["details"]["violations"][0]["path"] == "/project"
     missing = cli("run", "describe_database_project", "--params", json.dumps({"project": new_slug("none")}), config=config)
-    assert missing.returncode == 3
-    assert cli_error(missing.stderr)["code"] == "not_found"
+    assert missing.returncode == 3 and missing.stdout == "" and cli_error(missing.stderr)["code"] == "not_found"
+    not_json = cli("run", "describe_database_project", "--params", "{nope", config=config)
+    assert not_json.returncode == 2 and cli_error(not_json.stderr)["code"] == "invalid_params"
 
 
-def test_json_logs_carry_spans_not_secrets(stack: Any) -> None:
+def test_json_logs_carry_the_action_not_secrets(stack: Stack) -> None:
     config = connector_config(stack)
     slug = new_slug("log")
-    proc = cli("--log-format", "json", "--verbose", "run", "upsert_database_project_access", "--params", json.dumps({"project": slug}),
-               config=config, check=True)
+    proc = cli("--log-format", "json", "--verbose", "run", "upsert_database_project_access", "--params",
+               json.dumps({"project": slug}), "--output", "json", config=config, check=True)
     lease = json.loads(proc.stdout)["lease"]
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
-    assert events, proc.stderr
+    assert events and len(events) == len(proc.stderr.splitlines()), proc.stderr
     assert any(slug in json.dumps(e) for e in events)
-    for secret in (lease["database"]["password"], lease["api"]["access_token"], lease["api"]["publishable_token"],
-                   stack.secrets["JWT_SECRET"], stack.bao_token, stack.postgres_password):
+    secrets = [lease["database"]["password"], lease["database"]["url"], lease["api"]["access_token"],
+               lease["api"]["publishable_token"], info(stack, "bao_token"), info(stack, "postgres_password")]
+    secrets += [str(v) for v in info(stack, "secrets").values()]
+    for secret in secrets:
         assert secret not in proc.stderr

@@ -67,7 +67,9 @@ enum Command {
     },
     /// Show the SQL an action would apply, without applying it (`dry_run`).
     Plan {
+        /// Action name (see `catalog`).
         action: String,
+        /// Parameters: inline JSON, @FILE, or - for stdin (`dry_run` is added).
         #[arg(long, default_value = "{}")]
         params: String,
     },
@@ -75,8 +77,10 @@ enum Command {
     Catalog,
     /// Compare projects with their model and report drift; --repair fixes what is safe.
     Verify {
+        /// Only this project (default: every project in the registry).
         #[arg(long)]
         project: Option<String>,
+        /// Fix the drift found, where that is safe.
         #[arg(long)]
         repair: bool,
     },
@@ -84,8 +88,10 @@ enum Command {
     Reap,
     /// Apply a directory of Supabase-style migrations (`<version>_<name>.sql`) to a project.
     Migrate {
+        /// The project (slug) whose schema the migrations run in.
         #[arg(long)]
         project: String,
+        /// Directory of `<version>_<name>.sql` files, applied in version order.
         dir: PathBuf,
     },
     /// Run the whole thing locally: an ephemeral PostgreSQL + OpenBao, two projects, leases, isolation shown live.
@@ -104,7 +110,10 @@ enum Command {
         sabotage_sql: Option<String>,
     },
     /// Print a shell completion script.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn read_params(spec: &str) -> Result<Value, Error> {
@@ -271,15 +280,38 @@ async fn run(cli: &Cli) -> Result<Value, Error> {
     }
 }
 
+/// Write the result to stdout; a reader that went away (`| head`) is not an
+/// error worth a panic.
+fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Command::Completions { shell } = &cli.command {
+        let mut script = Vec::new();
         clap_complete::generate(
             *shell,
             &mut Cli::command(),
             "supabase-connector",
-            &mut std::io::stdout(),
+            &mut script,
         );
+        if *shell == clap_complete::Shell::Bash {
+            // clap_complete 4.6 spells the hyphenated bin name one way in the
+            // dispatch loop and another in the case arms (clap-rs/clap#6421),
+            // so no subcommand's options would ever complete: align the arms.
+            let text = String::from_utf8_lossy(&script)
+                .replace("supabase__subcmd__connector", "supabase__connector");
+            script = text.into_bytes();
+        }
+        write_stdout(&script);
         return;
     }
     init_logging(&cli);
@@ -299,10 +331,13 @@ fn main() {
             if matches!(cli.command, Command::Demo { .. }) {
                 return;
             }
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&value).expect("JSON")),
-                Output::Table => print!("{}", table(&value)),
-            }
+            let text = match output {
+                Output::Json => {
+                    format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON"))
+                }
+                Output::Table => table(&value),
+            };
+            write_stdout(text.as_bytes());
         }
         Err(e) => {
             eprintln!(
