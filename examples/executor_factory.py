@@ -1,10 +1,17 @@
 """How a host platform wires the connector into its ``executor_factory``.
 
 The platform builds one executor per process from its own configuration
-(here: a mapping, with the environment as fallback, contract §7) and calls
-it when a project attaches the database asset, and again whenever someone
-opens a workspace of the project. Both a synchronous and an asyncio variant
-are shown; the executor is safe to share between threads and tasks.
+(a mapping in the shape of contract §7; every key it leaves out falls back
+to the environment: ``SUPABASE_CONNECTOR_DATABASE_URL``, ``BAO_ADDR``,
+``BAO_TOKEN``, ``SUPABASE_CONNECTOR_API_URL``) and calls it when a project
+attaches the database asset:
+
+1. provision the project (idempotent: a re-attach changes nothing),
+2. record the principal's access at its platform role,
+3. issue a lease for the principal and hand the workspace its ``env``.
+
+A synchronous and an asyncio variant are shown; the executor is safe to
+share between threads and tasks, and releases the GIL while it waits.
 
 Run against a stack started with ``tests/stack/stack.py up``::
 
@@ -15,70 +22,93 @@ Run against a stack started with ``tests/stack/stack.py up``::
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from supabase_connector import Forbidden, SupabaseExecutor, create_executor
 
-#: Keys of the lease's ``env`` a workspace needs; the rest stays with the platform.
-WORKSPACE_ENV = ("SUPABASE_URL", "SUPABASE_ANON_KEY", "SUPABASE_ACCESS_TOKEN", "SUPABASE_DB_SCHEMA", "DATABASE_URL")
+#: The platform's own configuration key for the connector's section.
+SETTINGS_KEY = "supabase_connector"
 
 
 def executor_factory(settings: Optional[Mapping[str, Any]] = None) -> SupabaseExecutor:
-    """Build the executor from the platform's settings; anything missing
-    comes from the environment (``SUPABASE_CONNECTOR_DATABASE_URL``,
-    ``BAO_ADDR``, ``BAO_TOKEN``, ``SUPABASE_CONNECTOR_API_URL``)."""
-    config: Dict[str, Any] = {}
-    if settings:
-        config.update(settings)
-    return create_executor(config or None)
+    """Build the executor from the platform's settings.
+
+    ``settings[SETTINGS_KEY]`` is the connector's config (contract §7), e.g.
+    ``{"database": {"url": ...}, "openbao": {"addr": ..., "token": ...},
+    "api": {"url": ...}}``; without it, ``SUPABASE_CONNECTOR_CONFIG`` may
+    hold the same as JSON, and anything still missing comes from the
+    environment variables of §7."""
+    section: Optional[Mapping[str, Any]] = None
+    if settings is not None and SETTINGS_KEY in settings:
+        section = settings[SETTINGS_KEY]
+    elif os.environ.get("SUPABASE_CONNECTOR_CONFIG"):
+        loaded: Dict[str, Any] = json.loads(os.environ["SUPABASE_CONNECTOR_CONFIG"])
+        section = loaded
+    return create_executor(section)
 
 
-def attach_database(executor: SupabaseExecutor, project: str) -> Dict[str, Any]:
-    """The asset is attached: provision (idempotent) and return the project's
-    state with its service-class lease, for the project's own pipelines."""
-    return executor.execute("upsert_database_project_access", {"project": project})
+def _principal(user_id: str) -> Dict[str, str]:
+    return {"type": "user", "id": user_id}
 
 
-def open_workspace(executor: SupabaseExecutor, project: str, user_id: str) -> Optional[Dict[str, str]]:
-    """A person opens a workspace: a lease at their effective class, reduced
-    to the environment the workspace gets. None when they have no access."""
+def attach_database(
+    executor: SupabaseExecutor, project: str, user_id: str, platform_role: str = "project_contributor"
+) -> Optional[Dict[str, str]]:
+    """The database asset is attached to ``project`` and ``user_id`` opens a
+    workspace: provision, grant, lease; returns the workspace's environment
+    (``SUPABASE_URL``, ``SUPABASE_ANON_KEY``, ``SUPABASE_ACCESS_TOKEN``,
+    ``SUPABASE_DB_SCHEMA``, ``DATABASE_URL``), or None when the principal
+    ends up without access."""
+    executor.execute("upsert_database_project_access", {"project": project, "issue_lease": False})
+    executor.execute(
+        "upsert_database_access",
+        {"project": project, "principal": _principal(user_id), "platform_role": platform_role, "issue_lease": False},
+    )
     try:
-        result = executor.execute(
-            "issue_database_lease",
-            {"project": project, "principal": {"type": "user", "id": user_id}},
-        )
+        result = executor.execute("issue_database_lease", {"project": project, "principal": _principal(user_id)})
     except Forbidden:
         return None
     env: Dict[str, str] = result["lease"]["env"]
-    return {k: v for k, v in env.items() if k in WORKSPACE_ENV}
+    return dict(env)
 
 
-async def open_workspace_async(executor: SupabaseExecutor, project: str, user_id: str) -> Optional[Dict[str, str]]:
-    """The same for an asyncio platform: the call does not block the loop."""
+async def attach_database_async(
+    executor: SupabaseExecutor, project: str, user_id: str, platform_role: str = "project_contributor"
+) -> Optional[Dict[str, str]]:
+    """The same for an asyncio platform: no call blocks the event loop."""
+    await executor.execute_async("upsert_database_project_access", {"project": project, "issue_lease": False})
+    await executor.execute_async(
+        "upsert_database_access",
+        {"project": project, "principal": _principal(user_id), "platform_role": platform_role, "issue_lease": False},
+    )
     try:
         result = await executor.execute_async(
-            "issue_database_lease",
-            {"project": project, "principal": {"type": "user", "id": user_id}},
+            "issue_database_lease", {"project": project, "principal": _principal(user_id)}
         )
     except Forbidden:
         return None
     env: Dict[str, str] = result["lease"]["env"]
-    return {k: v for k, v in env.items() if k in WORKSPACE_ENV}
+    return dict(env)
 
 
-def main(argv: list[str]) -> int:
+def detach_database(executor: SupabaseExecutor, project: str) -> Dict[str, Any]:
+    """The asset is detached: revoke every lease and archive (data kept)."""
+    return executor.execute("remove_database_project", {"project": project})
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} PROJECT USER_UUID", file=sys.stderr)
+        return 2
     project, user_id = argv[1], argv[2]
-    with executor_factory({"api": {"url": os.environ.get("SUPABASE_CONNECTOR_API_URL", "http://localhost:8000")}}) as ex:
-        state = attach_database(ex, project)
-        print(f"project {state['project']}: schema {state['schema']}, lease {state['lease']['lease_id']}")
-        ex.execute(
-            "upsert_database_access",
-            {"project": project, "principal": {"type": "user", "id": user_id}, "platform_role": "project_contributor", "issue_lease": False},
-        )
-        env = asyncio.run(open_workspace_async(ex, project, user_id))
-        print("workspace env:", sorted(env) if env else "no access")
+    with executor_factory() as executor:
+        env = attach_database(executor, project, user_id)
+        print("workspace env (sync):", sorted(env) if env else "no access")
+        env = asyncio.run(attach_database_async(executor, project, user_id, "project_viewer"))
+        print("workspace env (async):", sorted(env) if env else "no access")
     return 0
 
 

@@ -9,22 +9,37 @@ A host platform's ``executor_factory`` creates one executor and calls
         state = ex.execute("upsert_database_project_access", {"project": "acme"})
         workspace_env = state["lease"]["env"]
 
-The Rust core does all the work; this module converts dicts to JSON and
-error codes to exception classes.
+The Rust core does all the work, parameter validation included; this module
+converts values to and from JSON and error codes to exception classes
+(contract §8). Calls release the GIL while the connector waits on
+PostgreSQL and OpenBao.
+
+Log records: the connector's events go to the ``logging`` loggers
+``supabase_connector.*`` (the Rust module path), emitted on the calling
+thread when the call returns; their structured fields are in the record's
+``connector_fields`` attribute. They never carry passwords or tokens. The
+package adds a ``NullHandler`` to ``supabase_connector``: nothing is printed
+unless the host configures logging.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import json
+import logging
+import threading
+import uuid
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 from . import _native
 
 __all__ = [
     "ACTIONS",
+    "ASYNC_THREADS",
     "Conflict",
     "ConnectorError",
     "DatabaseUnavailable",
@@ -41,12 +56,18 @@ __all__ = [
 
 __version__: str = _native.__version__
 
+# A library logs, the host decides where records go: without this, Python's
+# last-resort handler would print the connector's warnings to stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 #: Every action the connector declares, in catalog order.
 ACTIONS: List[str] = list(_native.action_names())
 
 
 class ConnectorError(Exception):
-    """Base of every connector error; ``code`` and ``details`` as in the contract."""
+    """Base of every connector error: ``code``, ``message`` and ``details``
+    as in contract §8. Raised as is for ``internal`` (and any code this
+    version does not know)."""
 
     code: str = "internal"
 
@@ -55,35 +76,53 @@ class ConnectorError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.message, self.details), dict(self.__dict__))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
 class InvalidParams(ConnectorError):
+    """Schema validation, bad slug, unknown role or action, bad config;
+    ``details["violations"]`` lists each with its JSON pointer."""
+
     code = "invalid_params"
 
 
 class NotFound(ConnectorError):
+    """Unknown project or lease."""
+
     code = "not_found"
 
 
 class Conflict(ConnectorError):
+    """Slug collision, changed migration checksum, a name owned by something else."""
+
     code = "conflict"
 
 
 class Forbidden(ConnectorError):
+    """The principal has no effective access for a lease."""
+
     code = "forbidden"
 
 
 class SecretsUnavailable(ConnectorError):
+    """OpenBao down, sealed, denied, or a key missing."""
+
     code = "secrets_unavailable"
 
 
 class DatabaseUnavailable(ConnectorError):
+    """Cannot connect, connection lost mid-action (nothing half-applied), or the executor is closed."""
+
     code = "database_unavailable"
 
 
 class MigrationFailed(ConnectorError):
+    """A migration failed; ``details`` name the file, the statement and PostgreSQL's error."""
+
     code = "migration_failed"
 
 
@@ -93,7 +132,8 @@ _BY_CODE: Dict[str, Type[ConnectorError]] = {
 }
 
 
-def _raise(err: "_native.NativeError") -> "ConnectorError":
+def _error(err: _native.NativeError) -> ConnectorError:
+    """The exception of contract §8 for a native error."""
     code, message, details = err.args
     cls = _BY_CODE.get(code, ConnectorError)
     exc = cls(message, json.loads(details))
@@ -102,61 +142,112 @@ def _raise(err: "_native.NativeError") -> "ConnectorError":
     return exc
 
 
+def _default(value: Any) -> Any:
+    """JSON for the few non-JSON types a host naturally passes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _to_json(value: Any, what: str) -> str:
+    """``value`` as JSON text; what cannot be JSON is ``InvalidParams``.
+    Whether it is the right JSON is the Rust side's call."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
+    try:
+        return json.dumps(value, default=_default, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise InvalidParams(
+            f"{what}: not JSON: {err}",
+            {"violations": [{"path": "/", "message": f"not JSON: {err}"}]},
+        ) from None
+
+
 def catalog() -> Dict[str, Any]:
     """The connector catalog: actions and their JSON Schemas."""
     result: Dict[str, Any] = json.loads(_native.catalog_json())
     return result
 
 
+#: Threads an executor lends to ``execute_async`` calls waiting at once.
+ASYNC_THREADS = 32
+
+
 class SupabaseExecutor:
-    """Runs connector actions. Safe to share between threads and asyncio tasks."""
+    """Runs connector actions. One per process: it holds the connection
+    pool; safe to share between threads and asyncio tasks."""
 
     def __init__(self, config: Optional[Mapping[str, Any]] = None) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise TypeError(f"config must be a mapping or None, not {type(config).__name__}")
+        payload = None if config is None else _to_json(config, "config")
+        self._threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._lock = threading.Lock()
         try:
-            self._native = _native.NativeExecutor(None if config is None else json.dumps(dict(config)))
+            self._native = _native.NativeExecutor(payload)
         except _native.NativeError as err:
-            raise _raise(err) from None
-        self._closed = False
+            raise _error(err) from None
 
-    def execute(self, action: str, params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """Run ``action`` with ``params``; returns the result as a dict."""
+    def _call(self, action: str, params: Any) -> Tuple[Dict[str, Any], float]:
         if not isinstance(action, str):
             raise TypeError(f"action must be a str, not {type(action).__name__}")
-        if params is None:
-            params = {}
-        if not isinstance(params, Mapping):
-            raise InvalidParams(
-                f"params must be a mapping, not {type(params).__name__}",
-                {"violations": [{"path": "/", "message": "params must be a JSON object"}]},
-            )
+        # A lone surrogate cannot cross into Rust; as "?" it is just an unknown action.
+        action = action.encode("utf-8", "replace").decode("utf-8")
+        payload = _to_json({} if params is None else params, "params")
         try:
-            payload = json.dumps(dict(params))
-        except (TypeError, ValueError) as err:
-            raise InvalidParams(f"params are not JSON-serialisable: {err}", {"violations": [{"path": "/", "message": str(err)}]}) from None
-        try:
-            result: Dict[str, Any] = json.loads(self._native.execute(action, payload))
+            text, rust_seconds = self._native.execute_timed(action, payload)
         except _native.NativeError as err:
-            raise _raise(err) from None
-        return result
+            raise _error(err) from None
+        result: Dict[str, Any] = json.loads(text)
+        return result, rust_seconds
+
+    def execute(self, action: str, params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        """Run ``action`` with ``params`` (validated against the catalog);
+        returns the result as a dict, or raises a :class:`ConnectorError`."""
+        return self._call(action, params)[0]
+
+    def execute_timed(self, action: str, params: Optional[Mapping[str, Any]] = None) -> Tuple[Dict[str, Any], float]:
+        """``execute``, plus the seconds the call spent on the Rust side
+        (parse, action, serialise): the rest of the wall time is this layer's."""
+        return self._call(action, params)
 
     async def execute_async(self, action: str, params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """``execute`` for asyncio: runs in the default executor; the GIL is released while it waits."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.execute, action, params))
+        """``execute`` for asyncio; the loop keeps running meanwhile. The
+        call waits in a thread of the executor's own (up to
+        ``ASYNC_THREADS`` at once; the loop's default pool is left alone),
+        with the caller's context variables, GIL released. Cancelling the
+        task does not cancel the action, which completes or rolls back as
+        a whole."""
+        if self.closed:
+            return self.execute(action, params)  # raises at once
+        call = functools.partial(contextvars.copy_context().run, self.execute, action, params)
+        return await asyncio.get_running_loop().run_in_executor(self._async_threads(), call)
+
+    def _async_threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = concurrent.futures.ThreadPoolExecutor(ASYNC_THREADS, thread_name_prefix="supabase-connector")
+            return self._threads
 
     def catalog(self) -> Dict[str, Any]:
         """The connector catalog."""
         return catalog()
 
-    def close(self) -> None:
-        """Close the connection pool."""
-        if not self._closed:
-            self._native.close()
-            self._closed = True
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
 
-    def __enter__(self) -> "SupabaseExecutor":
+    def close(self) -> None:
+        """Close the connection pool; later calls raise :class:`DatabaseUnavailable`."""
+        self._native.close()
+        with self._lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False)
+
+    def __enter__(self) -> SupabaseExecutor:
         return self
 
     def __exit__(
@@ -167,7 +258,7 @@ class SupabaseExecutor:
     ) -> None:
         self.close()
 
-    async def __aenter__(self) -> "SupabaseExecutor":
+    async def __aenter__(self) -> SupabaseExecutor:
         return self
 
     async def __aexit__(
@@ -179,9 +270,10 @@ class SupabaseExecutor:
         self.close()
 
     def __repr__(self) -> str:
-        return f"SupabaseExecutor(closed={self._closed})"
+        return f"SupabaseExecutor(closed={self.closed})"
 
 
 def create_executor(config: Optional[Mapping[str, Any]] = None) -> SupabaseExecutor:
-    """An executor for ``config`` (contract §7), or the environment when None."""
+    """An executor for ``config`` (contract §7: a dict; every key falls back
+    to the environment), or the environment alone when None."""
     return SupabaseExecutor(config)
