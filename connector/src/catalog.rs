@@ -24,32 +24,36 @@ pub fn action_names() -> Vec<&'static str> {
         .unwrap_or_default()
 }
 
-fn validators() -> &'static BTreeMap<String, jsonschema::Validator> {
-    static VALIDATORS: OnceLock<BTreeMap<String, jsonschema::Validator>> = OnceLock::new();
-    VALIDATORS.get_or_init(|| {
-        let cat = catalog();
-        let defs = cat["$defs"].clone();
-        cat["actions"]
-            .as_object()
-            .expect("catalog has actions")
-            .iter()
-            .map(|(name, action)| {
-                let mut schema = action["params"].as_object().cloned().unwrap_or_default();
-                schema.insert("$defs".into(), defs.clone());
-                let validator = jsonschema::options()
-                    .with_draft(jsonschema::Draft::Draft202012)
-                    .build(&Value::Object(schema))
-                    .unwrap_or_else(|e| panic!("catalog schema of {name} is invalid: {e}"));
-                (name.clone(), validator)
-            })
+/// The validator of `action`, compiled on first use: compiling them all
+/// costs a short-lived CLI process more than the action itself.
+fn validator(action: &str) -> Option<&'static jsonschema::Validator> {
+    static VALIDATORS: OnceLock<BTreeMap<String, OnceLock<jsonschema::Validator>>> =
+        OnceLock::new();
+    let cells = VALIDATORS.get_or_init(|| {
+        action_names()
+            .into_iter()
+            .map(|name| (name.to_string(), OnceLock::new()))
             .collect()
-    })
+    });
+    let cell = cells.get(action)?;
+    Some(cell.get_or_init(|| {
+        let cat = catalog();
+        let mut schema = cat["actions"][action]["params"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        schema.insert("$defs".into(), cat["$defs"].clone());
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&Value::Object(schema))
+            .unwrap_or_else(|e| panic!("catalog schema of {action} is invalid: {e}"))
+    }))
 }
 
 /// Validate `params` for `action` and return them with schema defaults filled
 /// in. Every violation is listed with its JSON pointer.
 pub fn validate(action: &str, params: &Value) -> Result<Value> {
-    let Some(validator) = validators().get(action) else {
+    let Some(validator) = validator(action) else {
         return Err(Error::invalid(format!("unknown action {action:?}"))
             .with_details(json!({"violations": [{"path": "", "message": "unknown action"}], "actions": action_names()})));
     };
@@ -81,7 +85,25 @@ pub fn validate(action: &str, params: &Value) -> Result<Value> {
         ))
         .with_details(json!({"violations": violations})));
     }
+    let mut params = params;
+    integral_floats(&mut params);
     Ok(with_defaults(action, params))
+}
+
+/// JSON Schema counts `60.0` as an integer; store it as one, so that the
+/// actions' `as_u64()` reads the value asked for (a lease TTL of `60.0`
+/// silently became the 900 s default before).
+fn integral_floats(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats),
+        Value::Object(map) => map.values_mut().for_each(integral_floats),
+        _ => {}
+    }
 }
 
 /// Keep messages readable when the offending value is a 10 kB string.
@@ -135,7 +157,9 @@ mod tests {
         }
         assert_eq!(catalog()["id"], "supabase");
         // every validator compiles
-        assert_eq!(validators().len(), names.len());
+        for name in &names {
+            assert!(validator(name).is_some(), "{name} has no validator");
+        }
     }
 
     #[test]

@@ -13,6 +13,24 @@ pub struct ScannedStatement {
     pub keywords: Vec<String>,
 }
 
+/// A byte that continues an identifier in PostgreSQL's lexer (`ident_cont`):
+/// letters, digits, `_`, `$` and every non-ASCII byte. `a$$` is one
+/// identifier there, not `a` and a dollar quote.
+fn ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+/// Whether a statement's first words are `CREATE [OR REPLACE] FUNCTION|PROCEDURE`
+/// (the only statements whose `BEGIN ATOMIC … END` body holds semicolons).
+fn routine_head(head: &[String]) -> bool {
+    let w: Vec<&str> = head.iter().map(String::as_str).collect();
+    matches!(
+        w.as_slice(),
+        ["CREATE", "FUNCTION" | "PROCEDURE", ..]
+            | ["CREATE", "OR", "REPLACE", "FUNCTION" | "PROCEDURE", ..]
+    )
+}
+
 /// Split `sql` into statements.
 pub fn statements(sql: &str) -> Vec<ScannedStatement> {
     let b = sql.as_bytes();
@@ -20,6 +38,8 @@ pub fn statements(sql: &str) -> Vec<ScannedStatement> {
     let mut i = 0;
     let mut start = 0;
     let mut words: Vec<String> = Vec::new();
+    let mut head: Vec<String> = Vec::new();
+    let mut paren_depth = 0usize;
     let mut atomic_depth = 0usize;
     let mut prev_word = String::new();
     while i < b.len() {
@@ -51,7 +71,10 @@ pub fn statements(sql: &str) -> Vec<ScannedStatement> {
             }
             b'\'' => {
                 // E'…' strings take backslash escapes; '' is a quote in both.
-                let escapes = i > 0 && (b[i - 1] == b'E' || b[i - 1] == b'e');
+                // The E must stand alone: `somee'…'` is an identifier and a plain string.
+                let escapes = i > 0
+                    && (b[i - 1] == b'E' || b[i - 1] == b'e')
+                    && (i < 2 || !ident_byte(b[i - 2]));
                 i += 1;
                 while i < b.len() {
                     if escapes && b[i] == b'\\' {
@@ -81,7 +104,8 @@ pub fn statements(sql: &str) -> Vec<ScannedStatement> {
             b'$' => {
                 // $tag$ … $tag$
                 let mut j = i + 1;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80)
+                {
                     j += 1;
                 }
                 let tag_is_word = j > i + 1 && !b[i + 1].is_ascii_digit();
@@ -96,20 +120,31 @@ pub fn statements(sql: &str) -> Vec<ScannedStatement> {
                 i += 1;
                 continue;
             }
-            b';' if atomic_depth == 0 => {
+            b'(' => paren_depth += 1,
+            b')' => paren_depth = paren_depth.saturating_sub(1),
+            // `;` inside parentheses belongs to the statement (CREATE RULE … DO (a; b))
+            b';' if atomic_depth == 0 && paren_depth == 0 => {
                 push(&mut out, sql, start, i, &words);
                 words.clear();
+                head.clear();
+                paren_depth = 0;
                 i += 1;
                 start = i;
                 continue;
             }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let s = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                while i < b.len() && ident_byte(b[i]) {
                     i += 1;
                 }
                 let word = sql[s..i].to_ascii_uppercase();
-                let opens_block = (prev_word == "BEGIN" && word == "ATOMIC")
+                if head.len() < 4 {
+                    head.push(word.clone());
+                }
+                let opens_block = (prev_word == "BEGIN"
+                    && word == "ATOMIC"
+                    && paren_depth == 0
+                    && routine_head(&head))
                     || (atomic_depth > 0 && word == "CASE");
                 if opens_block {
                     atomic_depth += 1;
@@ -152,6 +187,27 @@ pub fn is_transaction_control(s: &ScannedStatement) -> bool {
         "START" => second == "TRANSACTION",
         "PREPARE" => second == "TRANSACTION",
         _ => false,
+    }
+}
+
+/// The offset of the first byte at or after `from` that is neither
+/// whitespace nor part of a comment.
+pub fn skip_blank(sql: &str, from: usize) -> usize {
+    let b = sql.as_bytes();
+    let mut i = from.min(b.len());
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'-') && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b.get(i) == Some(&b'/') && b.get(i + 1) == Some(&b'*') {
+            i = sql[i + 2..].find("*/").map(|k| i + 2 + k + 2).unwrap_or(b.len());
+        } else {
+            return i;
+        }
     }
 }
 
@@ -210,6 +266,14 @@ mod tests {
         ] {
             assert!(!statements(sql).iter().any(is_transaction_control), "{sql}");
         }
+    }
+
+    #[test]
+    fn keeps_rule_actions_together() {
+        let sql = "create rule r as on insert to t do also (insert into a values (1); insert into b values (2));\nselect 1;";
+        assert_eq!(kws(sql), ["CREATE", "SELECT"]);
+        assert_eq!(skip_blank(sql, sql.find(";\n").unwrap() + 1), sql.find("select 1").unwrap());
+        assert_eq!(skip_blank("  -- c\n /* d */ x", 0), 16);
     }
 
     #[test]
