@@ -192,8 +192,8 @@ select json_build_object(
   'missing_grants', coalesce((select json_agg(json_build_object(
       'kind', o.kind, 'object', o.object, 'role', w.role, 'privileges', w.privileges) order by o.object, w.role)
     from objects o join wanted w on w.kind = o.kind
-    where exists (select 1 from pg_roles where rolname = w.role)
-      and not (w.privileges <@ array(select x.privilege_type from aclexplode(o.acl) x
+    -- a class role that is missing (to be created) lacks them all
+    where not (w.privileges <@ array(select x.privilege_type from aclexplode(o.acl) x
                                      where x.grantee = (select oid from pg_roles where rolname = w.role)))), '[]'),
   'matviews_with_class_grants', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname))
     from pg_class c join nsp n on n.oid = c.relnamespace

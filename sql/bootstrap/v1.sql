@@ -339,6 +339,17 @@ as $$
                               when 'f' then 'FUNCTIONS' when 'T' then 'TYPES' else 'SCHEMAS' end,
            d.defaclrole::regrole::text, d.defaclrole, d.defaclacl
     from pg_default_acl d, nsp where d.defaclnamespace = nsp.oid
+    union all
+    -- defaults without IN SCHEMA of the project's roles and leases: they
+    -- apply to what those roles create in the project schema too
+    select 'GLOBAL DEFAULT ' || case d.defaclobjtype when 'r' then 'TABLES' when 'S' then 'SEQUENCES'
+                              when 'f' then 'FUNCTIONS' when 'T' then 'TYPES' when 'n' then 'SCHEMAS'
+                              else 'LARGE OBJECTS' end,
+           d.defaclrole::regrole::text, d.defaclrole, d.defaclacl
+    from pg_default_acl d, nsp
+    where d.defaclnamespace = 0
+      and (d.defaclrole in (select oid from allowed)
+           or supabase_connector.project_of_role(d.defaclrole::regrole::text) = nsp.nspname)
   )
   select a.kind, a.object,
          case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
@@ -474,6 +485,45 @@ begin
                 hint = 'grant only to the project''s own roles (' || v_schema || '_authenticated, ' || v_schema || '_anon)';
       end if;
     end if;
+  end if;
+end
+$$;
+
+-- A project's roles own its schema, so PostgreSQL alone would let a migration
+-- drop it (DROP SCHEMA, DROP OWNED BY the owner) while it is still listed in
+-- pgrst.db_schemas, which breaks the whole API. Only remove_database_project
+-- (the runtime role, after unlisting it) drops a registered project schema.
+create or replace function supabase_connector.on_sql_drop()
+returns event_trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_actor text := coalesce(nullif(current_setting('role'), 'none'), session_user::text);
+  v_schema text;
+begin
+  if supabase_connector.project_of_role(v_actor) is null then
+    return;
+  end if;
+  select o.object_name into v_schema
+  from pg_event_trigger_dropped_objects() o
+  join supabase_connector.projects p on p.schema_name = o.object_name
+  where o.object_type = 'schema'
+  limit 1;
+  if found then
+    raise exception 'refused: schema % is a project schema; only remove_database_project drops it', v_schema
+      using errcode = '42501',
+            hint = 'drop the objects in it instead';
+  end if;
+end
+$$;
+
+do $$
+begin
+  if not exists (select 1 from pg_event_trigger where evtname = 'supabase_connector_drop') then
+    create event trigger supabase_connector_drop on sql_drop
+      execute function supabase_connector.on_sql_drop();
   end if;
 end
 $$;

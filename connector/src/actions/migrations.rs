@@ -202,22 +202,37 @@ async fn run_pending(
 ) -> Result<(Vec<Value>, Option<Error>)> {
     let db = c.db().await?;
     let session = db.connect_as(user, password).await?;
+    // A migration waiting for a lock held elsewhere gives up after
+    // database.lock_timeout_ms, as actions do, instead of hanging while the
+    // project's lock is held.
     session
-        .batch_execute(&format!("SET search_path = {}", ident(&names.schema)))
+        .batch_execute(&format!(
+            "SET search_path = {}; SET lock_timeout = {}",
+            ident(&names.schema),
+            c.config.database.lock_timeout_ms
+        ))
         .await?;
     let mut applied = Vec::new();
     for m in todo {
         let span = tracing::info_span!("migration", version = %m.version, name = %m.name);
         let _enter = span.enter();
+        // One statement at a time, so that an error PostgreSQL reports
+        // without a position (a constraint violation, a permission denied)
+        // still names its statement.
         let result = async {
-            session.batch_execute("BEGIN").await?;
-            session.batch_execute(&m.sql).await?;
-            session.batch_execute("COMMIT").await
+            session.batch_execute("BEGIN").await.map_err(|e| (None, e))?;
+            for s in sqlscan::statements(&m.sql) {
+                session
+                    .batch_execute(&m.sql[s.start..s.end])
+                    .await
+                    .map_err(|e| (Some(s.start), e))?;
+            }
+            session.batch_execute("COMMIT").await.map_err(|e| (None, e))
         }
         .await;
-        if let Err(e) = result {
+        if let Err((start, e)) = result {
             let _ = session.batch_execute("ROLLBACK").await;
-            return Ok((applied, Some(migration_error(m, &e))));
+            return Ok((applied, Some(migration_error(m, start, &e))));
         }
         conn.execute(
             "insert into supabase_connector.migrations (project, version, name, checksum) values ($1, $2, $3, $4)",
@@ -230,21 +245,27 @@ async fn run_pending(
 }
 
 /// `migration_failed`, naming the file, the statement and PostgreSQL's message.
-fn migration_error(m: &Migration, e: &tokio_postgres::Error) -> Error {
+/// `start`: byte offset in the file of the statement that failed (the text
+/// sent), `None` for the transaction's own BEGIN/COMMIT.
+fn migration_error(m: &Migration, start: Option<usize>, e: &tokio_postgres::Error) -> Error {
     let file = format!("{}_{}.sql", m.version, m.name);
     let Some(db) = e.as_db_error() else {
         return Error::database(format!("{file}: connection lost while applying: {e}"));
     };
-    let (statement, line) = match db.position() {
-        Some(tokio_postgres::error::ErrorPosition::Original(pos)) => {
-            // PostgreSQL counts characters from 1
-            let byte = m
-                .sql
+    let (statement, line) = match (db.position(), start) {
+        (Some(tokio_postgres::error::ErrorPosition::Original(pos)), Some(start)) => {
+            // PostgreSQL counts characters from 1, in the text it was sent
+            let byte = m.sql[start..]
                 .char_indices()
                 .nth((*pos as usize).saturating_sub(1))
-                .map(|(b, _)| b)
-                .unwrap_or(0);
+                .map(|(b, _)| start + b)
+                .unwrap_or(start);
             let (s, l) = sqlscan::locate(&m.sql, byte);
+            (Some(s), Some(l))
+        }
+        // no position: the statement's first token
+        (_, Some(start)) => {
+            let (s, l) = sqlscan::locate(&m.sql, sqlscan::skip_blank(&m.sql, start));
             (Some(s), Some(l))
         }
         _ => (None, None),

@@ -217,6 +217,13 @@ async fn extra_findings(
                 ident(&names.schema),
                 &k["DEFAULT ".len()..]
             ))],
+            k if k.starts_with("GLOBAL DEFAULT ") => vec![Statement::ddl(format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {object} REVOKE ALL ON {} FROM {grantee}",
+                &k["GLOBAL DEFAULT ".len()..]
+            ))],
+            "COLUMN" => split_column(object)
+                .map(|(table, column)| vec![Statement::ddl(format!("REVOKE ALL ({column}) ON TABLE {table} FROM {grantee}"))])
+                .unwrap_or_default(),
             _ => vec![],
         };
         out.push(Finding {
@@ -370,6 +377,18 @@ async fn extra_findings(
     Ok(out)
 }
 
+/// `table (column)` as `foreign_grants` writes it (both quoted by
+/// PostgreSQL where needed) split into its two names.
+fn split_column(object: &str) -> Option<(&str, &str)> {
+    let inner = object.strip_suffix(')')?;
+    // the last " (" outside a quoted name
+    inner.rmatch_indices(" (").map(|(i, _)| i).find_map(|i| {
+        let (table, column) = (&inner[..i], &inner[i + 2..]);
+        let balanced = |s: &str| s.matches('"').count().is_multiple_of(2);
+        (balanced(table) && balanced(column) && !column.is_empty()).then_some((table, column))
+    })
+}
+
 /// Statements taking a leftover lease role apart (as a revocation does),
 /// after granting it to `grant_to` when the runtime role lacks its privileges.
 fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<Statement> {
@@ -417,11 +436,36 @@ async fn verify_project(
         if row.state == "active" {
             let desired =
                 DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config);
-            findings.extend(
-                diff_project(&state, &desired, &ctx)?
-                    .iter()
-                    .filter_map(|ch| from_change(ch, &ctx)),
-            );
+            for ch in diff_project(&state, &desired, &ctx)? {
+                let Some(mut finding) = from_change(&ch, &ctx) else {
+                    continue;
+                };
+                if let Change::DropRole { role } = &ch {
+                    // On 16+ dropping a role needs ADMIN OPTION on it, which
+                    // the runtime role lacks on one a superuser created.
+                    let runtime = &db.server.runtime_role;
+                    let admin = state.memberships.iter().any(|m| &m.role == role && &m.member == runtime && m.admin);
+                    if db.server.pg16_grants() && !admin {
+                        finding.repair.clear();
+                        finding.actual = format!("exists, and {runtime} holds no ADMIN OPTION on it: drop it as a superuser");
+                    }
+                }
+                if repair && matches!(ch, Change::CreateLoginRole { .. }) {
+                    // As upsert does: a recreated API login role gets a new
+                    // password, kept in OpenBao only (written first).
+                    let password = crate::lease::scram::new_password();
+                    c.openbao()?
+                        .write_kv(
+                            &super::project::authenticator_secret_path(names),
+                            json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
+                        )
+                        .await?;
+                    finding
+                        .repair
+                        .push(crate::lease::password_statement(&names.authenticator, &password));
+                }
+                findings.push(finding);
+            }
         } else if state.listed {
             findings.push(Finding {
                 code: "exposure_mismatch",
@@ -530,4 +574,16 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         .await?;
     }
     Ok(json!({"projects": results, "findings": global, "clean": clean}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_column;
+
+    #[test]
+    fn splits_column_objects() {
+        assert_eq!(split_column("proj_a.t (note)"), Some(("proj_a.t", "note")));
+        assert_eq!(split_column(r#"proj_a."odd (t" ("x (y")"#), Some((r#"proj_a."odd (t""#, r#""x (y""#)));
+        assert_eq!(split_column("proj_a.t"), None);
+    }
 }
