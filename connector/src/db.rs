@@ -195,14 +195,30 @@ impl Conn {
         self.obj.as_ref().expect("connection present")
     }
 
+    /// `sql` prepared once per connection: later calls skip the Parse round
+    /// trip and, once PostgreSQL settles on a generic plan, the planning.
+    /// Every statement text passed here is a constant of the connector (no
+    /// values spliced in), so the per-connection cache stays small.
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        let obj = self.obj.as_ref().expect("connection present");
+        let before = obj.statement_cache.size();
+        let statement = obj.prepare_cached(sql).await?;
+        if obj.statement_cache.size() != before {
+            self.count(0, 1);
+        }
+        Ok(statement)
+    }
+
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let statement = self.prepared(sql).await?;
         self.count(1, 1);
-        Ok(self.client().query(sql, params).await?)
+        Ok(self.client().query(&statement, params).await?)
     }
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        let statement = self.prepared(sql).await?;
         self.count(1, 1);
-        Ok(self.client().query_one(sql, params).await?)
+        Ok(self.client().query_one(&statement, params).await?)
     }
 
     pub async fn query_opt(
@@ -210,13 +226,15 @@ impl Conn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
+        let statement = self.prepared(sql).await?;
         self.count(1, 1);
-        Ok(self.client().query_opt(sql, params).await?)
+        Ok(self.client().query_opt(&statement, params).await?)
     }
 
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = self.prepared(sql).await?;
         self.count(1, 1);
-        Ok(self.client().execute(sql, params).await?)
+        Ok(self.client().execute(&statement, params).await?)
     }
 
     /// Several parameterless statements in one round trip (simple protocol).
@@ -231,6 +249,22 @@ impl Conn {
             return Ok(());
         }
         let client = self.client();
+        let obj = self.obj.as_ref().expect("connection present");
+        // Parameterized statements not yet prepared on this connection cost
+        // one more round trip (their Parse, pipelined together).
+        let cache_size = obj.statement_cache.size();
+        // Parse them all before anything is sent: a statement that still had
+        // to be prepared would send its Execute only after that round trip,
+        // behind later statements, out of the plan's order (a lease role
+        // dropped before its sessions are terminated, the exposure computed
+        // before the registry row it reads is written).
+        futures_util::future::try_join_all(
+            statements
+                .iter()
+                .filter(|s| !s.params.is_empty())
+                .map(|s| obj.prepare_cached(&s.sql)),
+        )
+        .await?;
         let mut futures = Vec::new();
         let mut ddl = String::new();
         let flush = |ddl: &mut String, futures: &mut Vec<_>| {
@@ -257,13 +291,16 @@ impl Conn {
                 futures.push(Box::pin(async move {
                     let params: Vec<&(dyn ToSql + Sync)> =
                         s.params.iter().map(Param::as_sql).collect();
-                    client.execute(s.sql.as_str(), &params).await.map(|_| ())
+                    let statement = obj.prepare_cached(&s.sql).await?;
+                    client.execute(&statement, &params).await.map(|_| ())
                 }));
             }
         }
         flush(&mut ddl, &mut futures);
-        self.count(statements.len() as u32, 1);
-        futures_util::future::try_join_all(futures).await?;
+        let result = futures_util::future::try_join_all(futures).await;
+        let parsed = u32::from(obj.statement_cache.size() != cache_size);
+        self.count(statements.len() as u32, 1 + parsed);
+        result?;
         Ok(())
     }
 
