@@ -1,18 +1,26 @@
 //! Benchmark: per-action latency, statements and round trips, lease
-//! throughput, behaviour at 10 to 5,000 projects, memory, and OpenBao's
-//! database secrets engine side by side, all on the ephemeral stack.
+//! throughput, behaviour at 10 to 5,000 projects, memory, and side by side
+//! with OpenBao's database secrets engine and pgroles, all on the ephemeral
+//! stack (`tests/stack/stack.py`).
 //!
 //!     cargo run --release -p supabase-connector --bin supabase-connector-bench
 //!     cargo run -p supabase-connector --bin supabase-connector-bench -- --quick   # smoke run, seconds
 //!
-//! The full run writes `bench/RESULTS.md` and `bench/scaling.svg`.
+//! The full run writes `bench/RESULTS.md` and `bench/scaling.svg`; the quick
+//! run only prints (or writes where `--out` says).
+
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/sides.rs"]
+mod sides;
 
 use clap::Parser;
+use report::Sample;
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 use supabase_connector::config::{Config, Secret};
+use supabase_connector::names::LeaseRoles;
 use supabase_connector::stack::Stack;
 use supabase_connector::Connector;
 
@@ -28,46 +36,60 @@ struct Args {
     /// Project counts to measure at (full mode).
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000,5000")]
     scales: Vec<usize>,
-    /// Samples per action and scale.
+    /// Samples per action and scale (full mode).
     #[arg(long, default_value_t = 200)]
     samples: usize,
-    /// Live leases to hold at the largest scale.
+    /// Live leases to hold while measuring at the largest scale (full mode).
     #[arg(long, default_value_t = 20_000)]
     live_leases: usize,
+    /// Leases issued per throughput measurement (full mode).
+    #[arg(long, default_value_t = 2_000)]
+    throughput_leases: usize,
+    /// Actions run by the long-lived executor before its peak RSS is read (full mode).
+    #[arg(long, default_value_t = 10_000)]
+    memory_actions: usize,
+    /// Verify all projects in one call only up to this many (it grows
+    /// faster than linearly); one-project verifies are measured at every count.
+    #[arg(long, default_value_t = 1_000)]
+    verify_all_max: usize,
     /// Skip OpenBao's database secrets engine comparison.
     #[arg(long)]
     no_openbao_engine: bool,
-    /// Where to write the report (full mode default: bench/RESULTS.md).
+    /// Skip the process comparison (our CLI and pgroles).
+    #[arg(long)]
+    no_processes: bool,
+    /// Where to write the report (full mode default: bench/RESULTS.md; the
+    /// plot goes next to it as scaling.svg).
     #[arg(long)]
     out: Option<String>,
 }
 
-/// Latency samples of one action, with its statement and round-trip counts.
-#[derive(Default, Clone)]
-struct Sample {
-    ms: Vec<f64>,
-    statements: u64,
-    round_trips: u64,
-}
+/// The targets the figures are held against.
+const TARGET_ISSUE_P50_MS: f64 = 1.5;
+const TARGET_LEASES_PER_S_AT_4: f64 = 1_000.0;
+const TARGET_REVOKE_P50_MS: f64 = 1.0;
+const TARGET_COLD_P50_MS: f64 = 5.0;
+const TARGET_NOOP_P50_MS: f64 = 1.0;
+const TARGET_NOOP_ROUND_TRIPS: f64 = 2.0;
+const TARGET_SCALING: f64 = 1.5;
 
-impl Sample {
-    fn pct(&self, p: f64) -> f64 {
-        let mut v = self.ms.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-        v[i]
-    }
-    fn per_call(&self, total: u64) -> f64 {
-        total as f64 / self.ms.len().max(1) as f64
-    }
-}
+const COLD: &str = "upsert (cold, with lease)";
+const COLD_NO_LEASE: &str = "upsert (cold, issue_lease=false)";
+const NOOP: &str = "upsert (no-op)";
+const ISSUE: &str = "issue_database_lease";
+const RENEW: &str = "renew_database_lease";
+const REVOKE: &str = "revoke_database_lease";
+const TEAM: &str = "team upsert (50 members)";
+const EXPOSURE: &str = "exposure recompute";
 
 struct Bench {
     connector: Arc<Connector>,
+    /// A session logged in as `authenticator`, the way PostgREST is.
+    api: tokio_postgres::Client,
     report: String,
+    /// Where the report goes; rewritten as it grows, so an interrupted run
+    /// leaves what it measured.
+    out: Option<std::path::PathBuf>,
 }
 
 impl Bench {
@@ -75,7 +97,8 @@ impl Bench {
         self.connector.db().await.expect("database").totals.get()
     }
 
-    /// Run `f` `n` times sequentially, timing each call and counting SQL.
+    /// Run `f` `n` times sequentially, timing each call and counting the
+    /// statements and round trips the connector sent meanwhile.
     async fn measure<F, Fut>(&self, n: usize, mut f: F) -> Sample
     where
         F: FnMut(usize) -> Fut,
@@ -95,16 +118,25 @@ impl Bench {
     }
 
     async fn run(&self, action: &str, params: Value) -> Value {
-        match self.connector.execute(action, params).await {
-            Ok(v) => v,
-            Err(e) => panic!("{action} failed: {} {}", e.code.as_str(), e.message),
-        }
+        run(&self.connector, action, params).await
     }
 
     fn line(&mut self, s: &str) {
         println!("{s}");
         self.report.push_str(s);
         self.report.push('\n');
+        if let Some(out) = &self.out {
+            if let Err(e) = std::fs::write(out, &self.report) {
+                eprintln!("bench: cannot write {}: {e}", out.display());
+            }
+        }
+    }
+}
+
+async fn run(c: &Connector, action: &str, params: Value) -> Value {
+    match c.execute(action, params).await {
+        Ok(v) => v,
+        Err(e) => panic!("{action} failed: {} {}", e.code.as_str(), e.message),
     }
 }
 
@@ -115,505 +147,402 @@ fn lease_id(v: &Value) -> String {
         .to_string()
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
+fn service() -> Value {
+    json!({"type": "service", "id": "project"})
 }
 
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
-    format!("{cores} cores, {mem:.0} GiB")
-}
-
-/// Provision projects until `count` exist (4 callers, no leases).
-async fn provision_to(connector: &Arc<Connector>, have: &mut usize, count: usize) {
-    let todo: Vec<usize> = (*have..count).collect();
-    let chunks: Vec<Vec<usize>> = todo
-        .chunks(todo.len().div_ceil(4).max(1))
-        .map(<[usize]>::to_vec)
-        .collect();
-    let mut tasks = Vec::new();
-    for chunk in chunks {
-        let c = connector.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in chunk {
-                c.execute(
-                    "upsert_database_project_access",
-                    json!({"project": format!("scale{i:05}"), "issue_lease": false}),
-                )
-                .await
-                .expect("provision");
+/// Run `per_task(task, i)` for `i` in `0..n`, spread over `tasks` callers.
+async fn spread<F, Fut>(tasks: usize, n: usize, per_task: F)
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let f = Arc::new(per_task);
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let f = f.clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..n).step_by(tasks) {
+                f(t, i).await;
             }
         }));
     }
-    for t in tasks {
-        t.await.expect("task");
+    for h in handles {
+        h.await.expect("task");
     }
+}
+
+/// Provision `scale{i}` projects (no lease) until `count` exist, 4 callers.
+async fn provision_to(connector: &Arc<Connector>, have: &mut usize, count: usize) {
+    if count <= *have {
+        return;
+    }
+    let (from, c) = (*have, connector.clone());
+    spread(4, count - from, move |_, i| {
+        let c = c.clone();
+        async move {
+            run(
+                &c,
+                "upsert_database_project_access",
+                json!({"project": format!("scale{:05}", from + i), "issue_lease": false}),
+            )
+            .await;
+        }
+    })
+    .await;
     *have = count;
 }
 
-/// Leases per second with `callers` concurrent callers issuing `total` leases.
+/// Leases per second with `callers` concurrent callers issuing `total`
+/// leases; the leases' ids go to `issued`.
 async fn throughput(
     connector: &Arc<Connector>,
     project: &str,
     callers: usize,
     total: usize,
+    issued: &mut Vec<String>,
 ) -> (f64, Sample) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..callers {
         let c = connector.clone();
         let project = project.to_string();
-        let n = total / callers;
+        let n = (total / callers).max(1);
         tasks.push(tokio::spawn(async move {
-            let mut ms = Vec::with_capacity(n);
+            let (mut ms, mut ids) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for _ in 0..n {
                 let t = Instant::now();
-                c.execute(
+                let v = run(
+                    &c,
                     "issue_database_lease",
-                    json!({"project": project, "principal": {"type": "service", "id": "project"}}),
+                    json!({"project": project, "principal": service()}),
                 )
-                .await
-                .expect("lease");
+                .await;
                 ms.push(t.elapsed().as_secs_f64() * 1e3);
+                ids.push(lease_id(&v));
             }
-            ms
+            (ms, ids)
         }));
     }
     let mut all = Sample::default();
     for t in tasks {
-        all.ms.extend(t.await.expect("task"));
+        let (ms, ids) = t.await.expect("task");
+        all.ms.extend(ms);
+        issued.extend(ids);
     }
     (all.ms.len() as f64 / started.elapsed().as_secs_f64(), all)
 }
 
-/// OpenBao's database secrets engine issuing an equivalent credential.
-async fn openbao_engine(
-    stack: &Stack,
-    project_schema: &str,
-    n: usize,
-    callers: usize,
-) -> Result<(Sample, f64, Sample), String> {
-    let addr = stack.get("bao_addr");
-    let token = stack.get("bao_token");
-    let http = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let req = http
-            .request(method, format!("{addr}/v1/{path}"))
-            .header("X-Vault-Token", &token);
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
+/// Revoke leases by id, 4 callers.
+async fn revoke_all(connector: &Arc<Connector>, ids: Vec<String>) {
+    let (c, ids) = (connector.clone(), Arc::new(ids));
+    let n = ids.len();
+    spread(4, n, move |_, i| {
+        let (c, ids) = (c.clone(), ids.clone());
         async move {
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let text = resp.text().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                return Err(format!("HTTP {status}: {text}"));
-            }
-            Ok::<Value, String>(serde_json::from_str(&text).unwrap_or(Value::Null))
+            run(&c, "revoke_database_lease", json!({"lease_id": ids[i]})).await;
         }
-    };
-    call(
-        reqwest::Method::POST,
-        "sys/mounts/database",
-        Some(json!({"type": "database"})),
-    )
-    .await?;
-    let admin = url_parts(&stack.get("admin_url"));
-    call(
-        reqwest::Method::POST,
-        "database/config/pg",
-        Some(json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@{}/postgres?sslmode=disable", admin.1),
-            "username": "supabase_admin", "password": admin.0, "allowed_roles": "*",
-            "verify_connection": true,
-        })),
-    )
-    .await?;
-    let creation = format!(
-        "CREATE ROLE \"{{{{name}}}}\" LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}' IN ROLE \"{project_schema}_authenticated\";"
-    );
-    call(
-        reqwest::Method::POST,
-        "database/roles/lease",
-        Some(json!({"db_name": "pg", "creation_statements": [creation], "default_ttl": "15m", "max_ttl": "1h"})),
-    )
-    .await?;
-    let mut issue = Sample::default();
-    let mut leases = Vec::new();
-    for _ in 0..n {
-        let t = Instant::now();
-        let v = call(reqwest::Method::GET, "database/creds/lease", None).await?;
-        issue.ms.push(t.elapsed().as_secs_f64() * 1e3);
-        leases.push(v["lease_id"].as_str().unwrap_or_default().to_string());
+    })
+    .await;
+}
+
+/// Everything measured at one project count.
+struct AtScale {
+    scale: usize,
+    rows: Vec<(&'static str, Sample)>,
+    /// verify_database_project for one project.
+    verify_one: Sample,
+}
+
+/// PostgREST's per-request role switch (`set_config('role', …, true)` as
+/// `authenticator`), right after a lease was issued (so after a change of
+/// role memberships) and again at once (membership cache warm).
+#[derive(Default)]
+struct RoleSwitch {
+    after_change: Sample,
+    warm: Sample,
+}
+
+impl AtScale {
+    fn get(&self, name: &str) -> Option<&Sample> {
+        self.rows.iter().find(|r| r.0 == name).map(|r| &r.1)
     }
-    let mut revoke = Sample::default();
-    for id in leases {
-        let t = Instant::now();
-        call(
-            reqwest::Method::PUT,
-            "sys/leases/revoke",
-            Some(json!({"lease_id": id})),
-        )
-        .await?;
-        revoke.ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    // throughput with concurrent callers
-    let started = Instant::now();
-    let per = n / callers;
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let http = http.clone();
-        let (addr, token) = (addr.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per {
-                let r = http
-                    .get(format!("{addr}/v1/database/creds/lease"))
-                    .header("X-Vault-Token", &token)
-                    .send()
-                    .await;
-                if !r.map(|r| r.status().is_success()).unwrap_or(false) {
-                    return Err("creds request failed".to_string());
-                }
+}
+
+/// The per-action measurements at the current project count. Projects made
+/// here are named `c<round>x<i>` / `n<round>x<i>`.
+async fn measure_actions(
+    b: &mut Bench,
+    round: usize,
+    samples: usize,
+) -> (Vec<(&'static str, Sample)>, RoleSwitch) {
+    let connector = b.connector.clone();
+    let mut rows: Vec<(&'static str, Sample)> = Vec::new();
+    let c = connector.clone();
+    let s = b
+        .measure(samples, |i| {
+            let c = c.clone();
+            async move {
+                run(
+                    &c,
+                    "upsert_database_project_access",
+                    json!({"project": format!("c{round}x{i}")}),
+                )
+                .await;
             }
-            Ok(())
-        }));
+        })
+        .await;
+    rows.push((COLD, s));
+    let s = b
+        .measure(samples, |i| {
+            let c = c.clone();
+            async move {
+                run(
+                    &c,
+                    "upsert_database_project_access",
+                    json!({"project": format!("n{round}x{i}"), "issue_lease": false}),
+                )
+                .await;
+            }
+        })
+        .await;
+    rows.push((COLD_NO_LEASE, s));
+    let s = b
+        .measure(samples, |i| {
+            let c = c.clone();
+            async move {
+                run(
+                    &c,
+                    "upsert_database_project_access",
+                    json!({"project": format!("n{round}x{i}"), "issue_lease": false}),
+                )
+                .await;
+            }
+        })
+        .await;
+    rows.push((NOOP, s));
+    let project = format!("c{round}x0");
+    let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = b
+        .measure(samples, |_| {
+            let (c, project, issued) = (c.clone(), project.clone(), issued.clone());
+            async move {
+                let v = run(
+                    &c,
+                    "issue_database_lease",
+                    json!({"project": project, "principal": service()}),
+                )
+                .await;
+                issued.lock().expect("lock").push(lease_id(&v));
+            }
+        })
+        .await;
+    rows.push((ISSUE, s));
+    let mut switch = RoleSwitch::default();
+    for _ in 0..samples.min(50) {
+        let v = run(
+            &c,
+            "issue_database_lease",
+            json!({"project": project, "principal": service()}),
+        )
+        .await;
+        let id = lease_id(&v);
+        let role = LeaseRoles::new(uuid::Uuid::parse_str(&id).expect("uuid")).main;
+        let sql = format!("BEGIN; SELECT set_config('role', '{role}', true); COMMIT");
+        for sample in [&mut switch.after_change, &mut switch.warm] {
+            let t = Instant::now();
+            b.api.batch_execute(&sql).await.expect("role switch");
+            sample.ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        issued.lock().expect("lock").push(id);
     }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
-    let per_second = (per * callers) as f64 / started.elapsed().as_secs_f64();
-    Ok((issue, per_second, revoke))
+    let ids: Vec<String> = issued.lock().expect("lock").clone();
+    let s = b
+        .measure(ids.len(), |i| {
+            let (c, id) = (c.clone(), ids[i].clone());
+            async move {
+                run(&c, "renew_database_lease", json!({"lease_id": id})).await;
+            }
+        })
+        .await;
+    rows.push((RENEW, s));
+    let s = b
+        .measure(ids.len(), |i| {
+            let (c, id) = (c.clone(), ids[i].clone());
+            async move {
+                run(&c, "revoke_database_lease", json!({"lease_id": id})).await;
+            }
+        })
+        .await;
+    rows.push((REVOKE, s));
+    let s = b
+        .measure(samples.min(50), |i| {
+            let (c, project) = (c.clone(), project.clone());
+            let members: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+            async move {
+                run(
+                    &c,
+                    "upsert_database_team_access",
+                    json!({"project": project, "team_id": format!("team-{i}"),
+                           "platform_role": "project_contributor", "members": members}),
+                )
+                .await;
+            }
+        })
+        .await;
+    rows.push((TEAM, s));
+    // The served list computed from the registry and compared with (and,
+    // were it different, written to) authenticator's setting: what every
+    // change of exposure runs, here as its own transaction.
+    let db = connector.db().await.expect("db");
+    let base = connector.config().exposure.base_schemas.clone();
+    let mode = connector.config().exposure.mode.clone();
+    let s = b
+        .measure(samples.min(50), |_| {
+            let (base, mode) = (base.clone(), mode.clone());
+            async move {
+                let conn = db.conn().await.expect("conn");
+                conn.query(
+                    "select supabase_connector.apply_exposure($1, $2)",
+                    &[&mode, &base],
+                )
+                .await
+                .expect("exposure");
+            }
+        })
+        .await;
+    rows.push((EXPOSURE, s));
+    (rows, switch)
 }
 
-/// (password, host:port) of a PostgreSQL URL.
-fn url_parts(url: &str) -> (String, String) {
-    let rest = url.split("://").nth(1).unwrap_or_default();
-    let (userinfo, hostpart) = rest.split_once('@').unwrap_or(("", rest));
-    let password = userinfo.split_once(':').map(|x| x.1).unwrap_or_default();
-    let hostport = hostpart.split('/').next().unwrap_or_default();
-    (password.to_string(), hostport.to_string())
+/// Issue `n` live leases (15 min, with database login) spread over the
+/// `scale{i}` projects, 4 callers.
+async fn hold_live_leases(connector: &Arc<Connector>, n: usize, projects: usize) {
+    let c = connector.clone();
+    spread(4, n, move |_, i| {
+        let c = c.clone();
+        async move {
+            run(
+                &c,
+                "issue_database_lease",
+                json!({"project": format!("scale{:05}", i % projects.max(1)), "principal": service()}),
+            )
+            .await;
+        }
+    })
+    .await;
 }
 
-/// A small SVG line plot: p50 of each action against the project count.
-fn svg(series: &[(String, Vec<(usize, f64)>)]) -> String {
-    let (w, h, pad) = (720.0, 420.0, 60.0);
-    let max_y = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|x| x.1))
-        .fold(0.0_f64, f64::max)
-        .max(0.1)
-        * 1.1;
-    let xs: Vec<usize> = series
-        .first()
-        .map(|s| s.1.iter().map(|p| p.0).collect())
-        .unwrap_or_default();
-    let xpos = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (xs.len().max(2) - 1) as f64;
-    let ypos = |y: f64| h - pad - (h - 2.0 * pad) * y / max_y;
-    let colors = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-    ];
-    let mut out = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n\
-         <rect width='100%' height='100%' fill='white'/>\n\
-         <text x='{pad}' y='24' font-size='15'>p50 latency (ms) per action vs provisioned projects</text>\n\
-         <line x1='{pad}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{pad}' y1='{pad}' x2='{pad}' y2='{}' stroke='black'/>\n",
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad
-    );
-    for (i, x) in xs.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "<text x='{}' y='{}' text-anchor='middle'>{x}</text>",
-            xpos(i),
-            h - pad + 18.0
-        );
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "missed"
     }
-    for k in 0..=4 {
-        let y = max_y * k as f64 / 4.0;
-        let _ = writeln!(
-            out,
-            "<text x='{}' y='{}' text-anchor='end'>{y:.1}</text>",
-            pad - 6.0,
-            ypos(y) + 4.0
-        );
-    }
-    for (j, (name, points)) in series.iter().enumerate() {
-        let color = colors[j % colors.len()];
-        let path: Vec<String> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", xpos(i), ypos(p.1)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill='none' stroke='{color}' stroke-width='2' points='{}'/>",
-            path.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "<text x='{}' y='{}' fill='{color}'>{name}</text>",
-            w - pad - 170.0,
-            pad + 16.0 * j as f64
-        );
-    }
-    out.push_str("</svg>\n");
-    out
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = Args::parse();
-    let (scales, samples, callers_list, throughput_total) = if args.quick {
-        (vec![10], 10, vec![1, 4], 40)
-    } else {
-        (args.scales.clone(), args.samples, vec![1, 4, 16], 2_000)
-    };
+    let quick = args.quick;
+    let scales = if quick { vec![10] } else { args.scales.clone() };
+    let samples = if quick { 10 } else { args.samples };
+    let callers_list: Vec<usize> = if quick { vec![1, 4] } else { vec![1, 4, 16] };
+    let throughput_total = if quick { 40 } else { args.throughput_leases };
+    let memory_actions = if quick { 60 } else { args.memory_actions };
+    let started = Instant::now();
+
     let stack = Stack::up(&args.pg).expect("stack");
+    let pool_size = 16;
     let mut config = Config::from_json(Some(json!({
-        "database": {"url": stack.get("runtime_url_nopw"), "sslmode": "disable", "pool_size": 16},
+        "database": {"url": stack.get("runtime_url_nopw"), "sslmode": "disable"},
         "openbao": {"addr": stack.get("bao_addr"), "token": stack.get("bao_token")},
         "api": {"url": "http://localhost:8000"},
     })))
     .expect("config");
+    config.database.pool_size = pool_size;
     let mut admin = config.clone();
     admin.database.url = Some(Secret::new(stack.get("admin_url")));
     supabase_connector::bootstrap::run(&admin, None, "postgres")
         .await
         .expect("bootstrap");
-    config.database.pool_size = 16;
     let connector = Arc::new(Connector::new(config).await.expect("connector"));
+    let (api, api_conn) =
+        tokio_postgres::connect(&stack.get("authenticator_url"), tokio_postgres::NoTls)
+            .await
+            .expect("connect as authenticator");
+    tokio::spawn(api_conn);
+    let out = args
+        .out
+        .clone()
+        .or_else(|| (!quick).then(|| "bench/RESULTS.md".to_string()))
+        .map(std::path::PathBuf::from);
+    if let Some(dir) = out
+        .as_ref()
+        .and_then(|p| p.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).expect("create the report's directory");
+    }
     let mut b = Bench {
         connector: connector.clone(),
+        api,
         report: String::new(),
+        out: out.clone(),
     };
-    let server = connector.db().await.expect("db").server.version_num;
+    let bao = sides::Bao::new(&stack);
+    let bao_version = bao.version().await;
+    let db = connector.db().await.expect("db");
+    let facts = db
+        .conn()
+        .await
+        .expect("conn")
+        .query_one(
+            "select current_setting('server_version'),
+                    (select string_agg(name || '=' || current_setting(name), ', ' order by name)
+                     from pg_settings where name in ('fsync', 'synchronous_commit', 'full_page_writes',
+                       'max_connections', 'shared_buffers', 'wal_level', 'password_encryption'))",
+            &[],
+        )
+        .await
+        .expect("server facts");
+    let (pg_version, pg_settings): (String, String) = (facts.get(0), facts.get(1));
+    let rss_at_start = report::rss_mib();
+
     b.line("# Benchmark results\n");
     b.line(&format!(
-        "Machine: {}. PostgreSQL {} (server_version_num {server}) from the ephemeral stack: fsync=off, synchronous_commit=off, \
-         full_page_writes=off, max_connections=300, shared_buffers=128MB; OpenBao dev server (in memory). Pool: 16 connections. \
-         Build: {}. Mode: {}.\n",
-        machine(),
-        args.pg,
-        if cfg!(debug_assertions) { "debug" } else { "release" },
-        if args.quick { "quick (smoke)" } else { "full" }
+        "Made by `supabase-connector-bench`{} on the ephemeral stack (`tests/stack/stack.py up --pg {}`).\n",
+        if quick { " --quick" } else { "" },
+        args.pg
     ));
-
-    // ------------------------------------------------------------ per action, per scale
-    let mut have = 0usize;
-    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
-    let mut push =
-        |name: &str, scale: usize, p50: f64| match series.iter_mut().find(|s| s.0 == name) {
-            Some(s) => s.1.push((scale, p50)),
-            None => series.push((name.to_string(), vec![(scale, p50)])),
-        };
-    let mut run_id = 0usize;
-    for &scale in &scales {
-        provision_to(&connector, &mut have, scale).await;
-        if scale == *scales.last().unwrap_or(&0) && !args.quick {
-            // live leases at the largest scale, spread over the projects
-            let per_project = args.live_leases / scale.max(1) + 1;
-            let mut tasks = Vec::new();
-            for w in 0..4 {
-                let c = connector.clone();
-                let n = args.live_leases / 4;
-                tasks.push(tokio::spawn(async move {
-                    for i in 0..n {
-                        let p = format!("scale{:05}", ((w * n + i) / per_project) % scale);
-                        c.execute(
-                            "issue_database_lease",
-                            json!({"project": p, "principal": {"type": "service", "id": "project"}, "lease_ttl_seconds": 3600, "database": false}),
-                        )
-                        .await
-                        .expect("live lease");
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("task");
-            }
+    b.line(&format!("- Machine: {}", report::machine()));
+    b.line(&format!(
+        "- PostgreSQL {pg_version}, settings: {pg_settings} (a throwaway server: durability off)"
+    ));
+    b.line(&format!("- OpenBao {bao_version}, dev server (in memory)"));
+    b.line(&format!(
+        "- Connector: library in this process, pool of {pool_size} connections, exposure mode `{}`; build {}; mode {}",
+        connector.config().exposure.mode,
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if quick { "quick (smoke run, tiny counts)" } else { "full" }
+    ));
+    b.line(&format!(
+        "- Parameters: project counts {scales:?}, {samples} samples per action and count, {} live leases held at the largest count, \
+         {throughput_total} leases per throughput row, {memory_actions} actions for the memory figure{}",
+        if quick { 0 } else { args.live_leases },
+        if !quick && (args.scales != [10, 100, 1000, 5000] || args.live_leases != 20_000) {
+            " (reduced from the default 10/100/1,000/5,000 projects and 20,000 live leases: see the notes)"
+        } else {
+            ""
         }
-        b.line(&format!(
-            "\n## {scale} provisioned projects (plus {} made by earlier measurements)\n",
-            (run_id) * 2 * samples
-        ));
-        b.line("| action | p50 ms | p95 ms | p99 ms | statements/call | round trips/call |");
-        b.line("|---|---:|---:|---:|---:|---:|");
-        let mut rows: Vec<(&str, Sample)> = Vec::new();
-        run_id += 1;
-        let r = run_id;
-        let s = b
-            .measure(samples, |i| {
-                let c = connector.clone();
-                async move {
-                    c.execute(
-                        "upsert_database_project_access",
-                        json!({"project": format!("cold{r}x{i}")}),
-                    )
-                    .await
-                    .expect("cold");
-                }
-            })
-            .await;
-        rows.push(("upsert (cold, with lease)", s));
-        let s = b
-            .measure(samples, |i| {
-                let c = connector.clone();
-                async move {
-                    c.execute(
-                        "upsert_database_project_access",
-                        json!({"project": format!("nolease{r}x{i}"), "issue_lease": false}),
-                    )
-                    .await
-                    .expect("cold");
-                }
-            })
-            .await;
-        rows.push(("upsert (cold, issue_lease=false)", s));
-        let s = b
-            .measure(samples, |i| {
-                let c = connector.clone();
-                async move {
-                    c.execute(
-                        "upsert_database_project_access",
-                        json!({"project": format!("nolease{r}x{i}"), "issue_lease": false}),
-                    )
-                    .await
-                    .expect("noop");
-                }
-            })
-            .await;
-        rows.push(("upsert (no-op)", s));
-        let project = format!("cold{r}x0");
-        let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let s = b
-            .measure(samples, |_| {
-                let c = connector.clone();
-                let project = project.clone();
-                let issued = issued.clone();
-                async move {
-                    let v = c
-                        .execute("issue_database_lease", json!({"project": project, "principal": {"type": "service", "id": "project"}}))
-                        .await
-                        .expect("issue");
-                    issued.lock().expect("lock").push(lease_id(&v));
-                }
-            })
-            .await;
-        rows.push(("issue_database_lease", s));
-        let ids: Vec<String> = issued.lock().expect("lock").clone();
-        let s = b
-            .measure(ids.len(), |i| {
-                let c = connector.clone();
-                let id = ids[i].clone();
-                async move {
-                    c.execute("renew_database_lease", json!({"lease_id": id}))
-                        .await
-                        .expect("renew");
-                }
-            })
-            .await;
-        rows.push(("renew_database_lease", s));
-        let s = b
-            .measure(ids.len(), |i| {
-                let c = connector.clone();
-                let id = ids[i].clone();
-                async move {
-                    c.execute("revoke_database_lease", json!({"lease_id": id}))
-                        .await
-                        .expect("revoke");
-                }
-            })
-            .await;
-        rows.push(("revoke_database_lease", s));
-        let s = b
-            .measure(samples.min(50), |i| {
-                let c = connector.clone();
-                let project = project.clone();
-                let members: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-                async move {
-                    c.execute(
-                        "upsert_database_team_access",
-                        json!({"project": project, "team_id": format!("team-{i}"), "platform_role": "project_contributor", "members": members}),
-                    )
-                    .await
-                    .expect("team");
-                }
-            })
-            .await;
-        rows.push(("team upsert (50 members)", s));
-        // exposure recompute and apply, as the runtime role
-        let db = connector.db().await.expect("db");
-        let s = b
-            .measure(samples.min(50), |_| {
-                let db = db;
-                async move {
-                    let conn = db.conn().await.expect("conn");
-                    conn.query(
-                        "select supabase_connector.apply_exposure($1, $2)",
-                        &[
-                            &"role_setting",
-                            &vec![
-                                "public".to_string(),
-                                "storage".into(),
-                                "graphql_public".into(),
-                            ],
-                        ],
-                    )
-                    .await
-                    .expect("exposure");
-                }
-            })
-            .await;
-        rows.push(("exposure recompute + apply", s));
-        for (name, s) in &rows {
-            b.line(&format!(
-                "| {name} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
-                s.pct(50.0),
-                s.pct(95.0),
-                s.pct(99.0),
-                s.per_call(s.statements),
-                s.per_call(s.round_trips)
-            ));
-            push(name, scale, s.pct(50.0));
-        }
-        let t = Instant::now();
-        let v = b.run("verify_database_project", json!({})).await;
-        let n = v["projects"].as_array().map(Vec::len).unwrap_or(0);
-        b.line(&format!(
-            "\nverify over all {n} projects: {:.0} ms ({:.2} ms per project)",
-            t.elapsed().as_secs_f64() * 1e3,
-            t.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64
-        ));
-    }
+    ));
+    b.line("- What is measured and how, and what the figures show: `bench/README.md`.");
+    b.line("- Latency is wall-clock per call of `Connector::execute` (validation, OpenBao secrets from the cache, SQL), sequential, one caller.");
+    b.line("- Statements and round trips are counted by the connector's database layer (`Database::totals`): a pipelined batch of planned statements is one round trip.");
 
     // ------------------------------------------------------------ throughput
-    b.line("\n## Lease throughput (issue_database_lease, service class, with database login)\n");
+    b.line("\n## Lease throughput\n");
+    b.line("issue_database_lease, service class (login role + anon role, two JWTs), all callers on one project, sharing the pool; measured first, on a near-empty registry, and the leases are revoked after each row.\n");
     b.line("| callers | leases/s | p50 ms | p99 ms |");
     b.line("|---:|---:|---:|---:|");
     b.run(
@@ -621,95 +550,469 @@ async fn main() {
         json!({"project": "throughput", "issue_lease": false}),
     )
     .await;
-    let mut ours_at_4 = 0.0;
+    let mut ours_per_s: Vec<(usize, f64)> = Vec::new();
     for &callers in &callers_list {
-        let (per_second, s) = throughput(&connector, "throughput", callers, throughput_total).await;
-        if callers == 4 {
-            ours_at_4 = per_second;
-        }
+        let mut ids = Vec::new();
+        let (per_second, s) = throughput(
+            &connector,
+            "throughput",
+            callers,
+            throughput_total,
+            &mut ids,
+        )
+        .await;
+        revoke_all(&connector, ids).await;
+        ours_per_s.push((callers, per_second));
         b.line(&format!(
             "| {callers} | {per_second:.0} | {:.2} | {:.2} |",
-            s.pct(50.0),
+            s.p50(),
             s.pct(99.0)
         ));
     }
+    let at_4 = ours_per_s
+        .iter()
+        .find(|x| x.0 == 4)
+        .map_or(f64::NAN, |x| x.1);
 
     // ------------------------------------------------------------ OpenBao's database engine
-    if !args.quick && !args.no_openbao_engine {
-        b.line(
-            "\n## Side by side: OpenBao database secrets engine (same PostgreSQL, same stack)\n",
-        );
+    if !quick && !args.no_openbao_engine {
+        b.line("\n## Side by side: OpenBao's database secrets engine\n");
+        b.line("Same stack: OpenBao's `database/` engine (postgresql plugin, connected as `supabase_admin`), role `lease` with `CREATE ROLE \"{{name}}\" LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE proj_throughput_authenticated`; `GET /v1/database/creds/lease` and `PUT /v1/sys/leases/revoke`. Ours: issue_database_lease for a user with a direct `project_contributor` grant (authenticated class: one login role, one JWT, registry row, audit row) and for the project's service principal (two roles, two JWTs), then revoke_database_lease.\n");
         let n = samples.max(50);
-        let mut ours = Sample::default();
-        let mut ours_revoke = Sample::default();
-        for _ in 0..n {
-            let t = Instant::now();
-            let v = b
-                .run("issue_database_lease", json!({"project": "throughput", "principal": {"type": "service", "id": "project"}}))
-                .await;
-            ours.ms.push(t.elapsed().as_secs_f64() * 1e3);
-            let t = Instant::now();
-            b.run("revoke_database_lease", json!({"lease_id": lease_id(&v)}))
-                .await;
-            ours_revoke.ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let user = uuid::Uuid::new_v4().to_string();
+        b.run(
+            "upsert_database_access",
+            json!({"project": "throughput", "principal": {"type": "user", "id": user},
+                   "platform_role": "project_contributor", "issue_lease": false}),
+        )
+        .await;
+        let mut ours = Vec::new();
+        for principal in [json!({"type": "user", "id": user}), service()] {
+            let (mut issue, mut revoke) = (Sample::default(), Sample::default());
+            for _ in 0..n {
+                let t = Instant::now();
+                let v = b
+                    .run(
+                        "issue_database_lease",
+                        json!({"project": "throughput", "principal": principal}),
+                    )
+                    .await;
+                issue.ms.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                b.run("revoke_database_lease", json!({"lease_id": lease_id(&v)}))
+                    .await;
+                revoke.ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ours.push((issue, revoke));
         }
-        match openbao_engine(&stack, "proj_throughput", n, 4).await {
-            Ok((issue, per_second, revoke)) => {
-                b.line("| | ours p50 ms | OpenBao p50 ms | ratio (ours / theirs) |");
-                b.line("|---|---:|---:|---:|");
+        let engine = async {
+            bao.setup_engine(&stack.get("admin_url"), "proj_throughput")
+                .await?;
+            let (issue, revoke) = bao.issue_then_revoke(n).await?;
+            let mut per_s = Vec::new();
+            for &callers in &callers_list {
+                per_s.push((callers, bao.throughput(callers, throughput_total).await?.0));
+                bao.revoke_all().await?;
+            }
+            Ok::<_, String>((issue, revoke, per_s))
+        }
+        .await;
+        match engine {
+            Ok((issue, revoke, per_s)) => {
+                b.line("| | ours, authenticated class | ours, service class | OpenBao engine | ratio ours (authenticated) / OpenBao |");
+                b.line("|---|---:|---:|---:|---:|");
                 b.line(&format!(
-                    "| issue | {:.2} | {:.2} | {:.2} |",
-                    ours.pct(50.0),
-                    issue.pct(50.0),
-                    ours.pct(50.0) / issue.pct(50.0)
+                    "| issue p50 ms | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    ours[0].0.p50(),
+                    ours[1].0.p50(),
+                    issue.p50(),
+                    ours[0].0.p50() / issue.p50()
                 ));
                 b.line(&format!(
-                    "| revoke | {:.2} | {:.2} | {:.2} |",
-                    ours_revoke.pct(50.0),
-                    revoke.pct(50.0),
-                    ours_revoke.pct(50.0) / revoke.pct(50.0)
+                    "| issue p99 ms | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    ours[0].0.pct(99.0),
+                    ours[1].0.pct(99.0),
+                    issue.pct(99.0),
+                    ours[0].0.pct(99.0) / issue.pct(99.0)
                 ));
                 b.line(&format!(
-                    "| throughput, 4 callers (per s) | {ours_at_4:.0} | {per_second:.0} | {:.2} |",
-                    ours_at_4 / per_second
+                    "| revoke p50 ms | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    ours[0].1.p50(),
+                    ours[1].1.p50(),
+                    revoke.p50(),
+                    ours[0].1.p50() / revoke.p50()
                 ));
+                b.line("\n| callers | ours leases/s (service class) | OpenBao creds/s | ratio ours / OpenBao |");
+                b.line("|---:|---:|---:|---:|");
+                for ((callers, theirs), (_, mine)) in per_s.iter().zip(&ours_per_s) {
+                    b.line(&format!(
+                        "| {callers} | {mine:.0} | {theirs:.0} | {:.2} |",
+                        mine / theirs
+                    ));
+                }
             }
             Err(e) => b.line(&format!(
                 "skipped: OpenBao's database engine could not be set up: {e}"
             )),
         }
-        b.line("\npgroles: not measured in this run (it is not installed on this machine class; `cargo install pgroles-cli` and compare `pgroles apply` with `supabase-connector run upsert_database_project_access` as processes).");
+    }
+
+    // ------------------------------------------------------------ processes: our CLI and pgroles
+    if !args.no_processes {
+        let n = if quick { 2 } else { 10 };
+        b.line("\n## Side by side: provisioning one project as a process\n");
+        b.line(&format!("Wall-clock of one process run, p50 of {n}: our `supabase-connector run upsert_database_project_access --params '{{\"project\": …, \"issue_lease\": false}}'` (runtime role; reads its password from OpenBao) vs `pgroles apply -f <manifest>` (as `supabase_admin`) with a manifest giving the same four roles, memberships, schema/table/sequence grants and default privileges (the schema is created beforehand: pgroles does not create schemas; ours also creates the schema, registers the project, enables RLS on existing tables and updates the API exposure).\n"));
+        let ours = match sides::cli_path() {
+            Some(cli) => sides::our_cli(&cli, &stack, n),
+            None => Err("skipped: the `supabase-connector` binary is not next to this one (build it with `cargo build -p supabase-connector --bins`, in the same profile)".into()),
+        };
+        let theirs = sides::pgroles(&stack, n).await;
+        b.line("| | ours p50 ms | pgroles p50 ms | ratio ours / pgroles |");
+        b.line("|---|---:|---:|---:|");
+        let cell = |r: &Result<sides::ProcessTimes, String>, cold: bool| match r {
+            Ok(t) => format!("{:.1}", if cold { t.cold.p50() } else { t.noop.p50() }),
+            Err(_) => "—".into(),
+        };
+        let theirs_t = theirs.as_ref().map(|x| &x.1);
+        for (label, cold) in [("cold (new project)", true), ("no-op re-run", false)] {
+            let ratio = match (&ours, theirs_t) {
+                (Ok(o), Ok(t)) if cold => format!("{:.2}", o.cold.p50() / t.cold.p50()),
+                (Ok(o), Ok(t)) => format!("{:.2}", o.noop.p50() / t.noop.p50()),
+                _ => "—".into(),
+            };
+            let theirs_cell = match theirs_t {
+                Ok(t) => format!("{:.1}", if cold { t.cold.p50() } else { t.noop.p50() }),
+                Err(_) => "—".into(),
+            };
+            b.line(&format!(
+                "| {label} | {} | {theirs_cell} | {ratio} |",
+                cell(&ours, cold)
+            ));
+        }
+        if let Err(e) = &ours {
+            b.line(&format!("\nour CLI: {e}"));
+        }
+        match &theirs {
+            Ok((version, _)) => b.line(&format!("\npgroles: {version}")),
+            Err(e) => b.line(&format!("\npgroles: {e}")),
+        }
     }
 
     // ------------------------------------------------------------ memory
-    let before = peak_rss_mib();
-    let n = if args.quick { 50 } else { 10_000 };
-    for i in 0..n {
-        b.run(
-            "upsert_database_project_access",
-            json!({"project": format!("nolease1x{}", i % samples.max(1)), "issue_lease": false}),
-        )
-        .await;
+    let before = report::peak_rss_mib();
+    let c = connector.clone();
+    let project = "throughput";
+    for i in 0..memory_actions {
+        match i % 3 {
+            0 => {
+                run(
+                    &c,
+                    "upsert_database_project_access",
+                    json!({"project": project, "issue_lease": false}),
+                )
+                .await;
+            }
+            1 => {
+                let v = run(
+                    &c,
+                    "issue_database_lease",
+                    json!({"project": project, "principal": service()}),
+                )
+                .await;
+                run(
+                    &c,
+                    "revoke_database_lease",
+                    json!({"lease_id": lease_id(&v)}),
+                )
+                .await;
+            }
+            _ => {
+                run(&c, "describe_database_project", json!({"project": project})).await;
+            }
+        }
     }
+    let after = report::peak_rss_mib();
+    b.line("\n## Memory\n");
     b.line(&format!(
-        "\n## Memory\n\npeak RSS of this long-lived executor: {before:.1} MiB before, {:.1} MiB after {n} more actions\n",
-        peak_rss_mib()
+        "This process is a long-lived executor (one `Connector`, pool of {pool_size}): RSS {rss_at_start:.1} MiB after start-up; \
+         peak RSS (VmHWM) {before:.1} MiB after the measurements above, {after:.1} MiB after {memory_actions} more actions \
+         (no-op upserts, issue + revoke pairs, describes, on the small registry); RSS now {:.1} MiB.",
+        report::rss_mib()
     ));
 
-    if !args.quick {
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| "bench/RESULTS.md".into());
-        if let Some(dir) = std::path::Path::new(&out).parent() {
-            let _ = std::fs::create_dir_all(dir);
+    // ------------------------------------------------------------ per action, per scale
+    let mut have = 0usize;
+    let mut results: Vec<AtScale> = Vec::new();
+    let largest = scales.iter().copied().max().unwrap_or(0);
+    for (round, &scale) in scales.iter().enumerate() {
+        eprintln!(
+            "bench: [{:.0} s] provisioning to {scale} projects",
+            started.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        provision_to(&connector, &mut have, scale).await;
+        let provision_s = t.elapsed().as_secs_f64();
+        let mut live = 0;
+        if scale == largest && !quick && args.live_leases > 0 {
+            let t = Instant::now();
+            hold_live_leases(&connector, args.live_leases, scale).await;
+            live = args.live_leases;
+            eprintln!(
+                "bench: {live} live leases issued in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
         }
-        std::fs::write(&out, &b.report).expect("write report");
-        let svg_path = std::path::Path::new(&out).with_file_name("scaling.svg");
-        std::fs::write(&svg_path, svg(&series)).expect("write svg");
-        println!("\nwrote {out} and {}", svg_path.display());
-    } else if let Some(out) = &args.out {
-        std::fs::write(out, &b.report).expect("write report");
+        let extra = round * (2 * samples + 1);
+        b.line(&format!(
+            "\n## {scale} provisioned projects{}{}\n",
+            if extra > 0 {
+                format!(" (+{extra} made by earlier rounds)")
+            } else {
+                String::new()
+            },
+            if live > 0 {
+                format!(", {live} live leases")
+            } else {
+                String::new()
+            }
+        ));
+        if scale > 0 {
+            b.line(&format!(
+                "Provisioning them took {provision_s:.1} s with 4 callers.\n"
+            ));
+        }
+        b.line("| action | p50 ms | p95 ms | p99 ms | statements/call | round trips/call |");
+        b.line("|---|---:|---:|---:|---:|---:|");
+        let (rows, switch) = measure_actions(&mut b, round, samples).await;
+        for (name, s) in &rows {
+            b.line(&format!(
+                "| {name} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                s.p50(),
+                s.pct(95.0),
+                s.pct(99.0),
+                s.statements_per_call(),
+                s.round_trips_per_call()
+            ));
+        }
+        let counts = db
+            .conn()
+            .await
+            .expect("conn")
+            .query_one(
+                "select (select count(*) from pg_auth_members where member = current_user::regrole),
+                        (select count(*) from pg_auth_members where member = 'authenticator'::regrole),
+                        (select count(*) from pg_roles)",
+                &[],
+            )
+            .await
+            .expect("membership counts");
+        let (runtime_m, api_m, roles): (i64, i64, i64) =
+            (counts.get(0), counts.get(1), counts.get(2));
+        b.line(&format!(
+            "\nPostgREST's role switch as `authenticator` (`set_config('role', <lease role>, true)` in a transaction, one round trip): \
+             p50 {:.2} ms (p95 {:.2}) right after a lease was issued, {:.2} ms (p95 {:.2}) when repeated at once. \
+             Role memberships at this point: runtime role {runtime_m}, authenticator {api_m}; {roles} roles in all.",
+            switch.after_change.p50(),
+            switch.after_change.pct(95.0),
+            switch.warm.p50(),
+            switch.warm.pct(95.0)
+        ));
+        eprintln!(
+            "bench: [{:.0} s] verify at {scale} projects",
+            started.elapsed().as_secs_f64()
+        );
+        // One project at a time over an even sample, at every count; over
+        // all projects at once only while that stays affordable.
+        let k = samples.clamp(1, 20);
+        let mut verify_one = Sample::default();
+        for j in 0..k {
+            let project = if scale > 0 {
+                format!("scale{:05}", j * scale / k)
+            } else {
+                format!("c{round}x0")
+            };
+            let t = Instant::now();
+            b.run("verify_database_project", json!({"project": project}))
+                .await;
+            verify_one.ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let registered: i64 = db
+            .conn()
+            .await
+            .expect("conn")
+            .query_one("select count(*) from supabase_connector.projects", &[])
+            .await
+            .expect("project count")
+            .get(0);
+        b.line(&format!(
+            "\nverify_database_project for one project (p50 of {k}, spread over the projects): {:.2} ms (p95 {:.2}).",
+            verify_one.p50(),
+            verify_one.pct(95.0)
+        ));
+        if registered as usize <= args.verify_all_max {
+            let t = Instant::now();
+            let v = b.run("verify_database_project", json!({})).await;
+            let verify_ms = t.elapsed().as_secs_f64() * 1e3;
+            let n = v["projects"].as_array().map_or(0, Vec::len);
+            b.line(&format!(
+                "verify_database_project over all {n} projects: {verify_ms:.0} ms ({:.2} ms per project).",
+                verify_ms / n.max(1) as f64
+            ));
+        } else {
+            b.line(&format!(
+                "verify_database_project over all {registered} projects: not run (more than --verify-all-max {}); at the one-project p50 it would take about {:.0} s.",
+                args.verify_all_max,
+                verify_one.p50() * registered as f64 / 1e3
+            ));
+        }
+        results.push(AtScale {
+            scale,
+            rows,
+            verify_one,
+        });
+    }
+
+    // ------------------------------------------------------------ scaling
+    if results.len() > 1 {
+        let (first, last) = (&results[0], &results[results.len() - 1]);
+        b.line(&format!(
+            "\n## Scaling: p50 at {} vs {} projects\n",
+            last.scale, first.scale
+        ));
+        b.line(&format!(
+            "| action | {} | {} | ratio |",
+            first.scale, last.scale
+        ));
+        b.line("|---|---:|---:|---:|");
+        for (name, s) in &first.rows {
+            let l = last.get(name).map_or(f64::NAN, Sample::p50);
+            b.line(&format!(
+                "| {name} | {:.2} | {l:.2} | {:.2} |",
+                s.p50(),
+                l / s.p50()
+            ));
+        }
+        b.line(&format!(
+            "| verify, one project | {:.2} | {:.2} | {:.2} |",
+            first.verify_one.p50(),
+            last.verify_one.p50(),
+            last.verify_one.p50() / first.verify_one.p50()
+        ));
+    }
+
+    b.line(&format!(
+        "\nPeak RSS (VmHWM) of this process at the end of the run: {:.1} MiB.",
+        report::peak_rss_mib()
+    ));
+
+    // ------------------------------------------------------------ targets
+    let first = &results[0];
+    let p50 = |name: &str| first.get(name).map_or(f64::NAN, Sample::p50);
+    let noop_rt = first
+        .get(NOOP)
+        .map_or(f64::NAN, Sample::round_trips_per_call);
+    b.line(&format!(
+        "\n## Targets (latencies at {} projects)\n",
+        first.scale
+    ));
+    b.line("| target | measured | |");
+    b.line("|---|---:|---|");
+    let mut target = |what: &str, measured: String, ok: bool| {
+        b.line(&format!("| {what} | {measured} | {} |", verdict(ok)));
+    };
+    target(
+        &format!("lease issue p50 ≤ {TARGET_ISSUE_P50_MS} ms"),
+        format!("{:.2} ms", p50(ISSUE)),
+        p50(ISSUE) <= TARGET_ISSUE_P50_MS,
+    );
+    target(
+        &format!("≥ {TARGET_LEASES_PER_S_AT_4:.0} leases/s at 4 callers"),
+        format!("{at_4:.0}/s"),
+        at_4 >= TARGET_LEASES_PER_S_AT_4,
+    );
+    target(
+        &format!("revoke p50 ≤ {TARGET_REVOKE_P50_MS} ms"),
+        format!("{:.2} ms", p50(REVOKE)),
+        p50(REVOKE) <= TARGET_REVOKE_P50_MS,
+    );
+    target(
+        &format!("cold provision with lease p50 ≤ {TARGET_COLD_P50_MS} ms"),
+        format!("{:.2} ms", p50(COLD)),
+        p50(COLD) <= TARGET_COLD_P50_MS,
+    );
+    target(
+        &format!("no-op re-upsert p50 ≤ {TARGET_NOOP_P50_MS} ms"),
+        format!("{:.2} ms", p50(NOOP)),
+        p50(NOOP) <= TARGET_NOOP_P50_MS,
+    );
+    target(
+        &format!("no-op re-upsert ≤ {TARGET_NOOP_ROUND_TRIPS:.0} round trips"),
+        format!("{noop_rt:.1}"),
+        noop_rt <= TARGET_NOOP_ROUND_TRIPS,
+    );
+    if results.len() > 1 {
+        let last = &results[results.len() - 1];
+        let worst = first
+            .rows
+            .iter()
+            .map(|(name, s)| {
+                let l = last.get(name).map_or(f64::NAN, Sample::p50);
+                (*name, l / s.p50())
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((name, ratio)) = worst {
+            target(
+                &format!(
+                    "flat scaling: p50 at {} within {TARGET_SCALING}× of {} projects",
+                    last.scale, first.scale
+                ),
+                format!("worst {ratio:.2}× ({name})"),
+                ratio <= TARGET_SCALING,
+            );
+        }
+    }
+    b.line(&format!(
+        "\nWhole run: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    ));
+
+    // ------------------------------------------------------------ files
+    if let Some(path) = &out {
+        let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+        if let Some(first) = results.first() {
+            for (name, _) in &first.rows {
+                let points = results
+                    .iter()
+                    .map(|r| (r.scale, r.get(name).map_or(f64::NAN, Sample::p50)))
+                    .collect();
+                series.push((format!("{name} (p50)"), points));
+            }
+        }
+        series.push((
+            "verify, one project (p50)".into(),
+            results
+                .iter()
+                .map(|r| (r.scale, r.verify_one.p50()))
+                .collect(),
+        ));
+        let svg_path = match path.file_stem().and_then(|f| f.to_str()) {
+            Some("RESULTS") | None => path.with_file_name("scaling.svg"),
+            Some(stem) => path.with_file_name(format!("{stem}-scaling.svg")),
+        };
+        b.report.push_str(&format!(
+            "\n![p50 per action vs provisioned projects]({})\n",
+            svg_path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or("scaling.svg")
+        ));
+        std::fs::write(path, &b.report).expect("write the report");
+        std::fs::write(
+            &svg_path,
+            report::svg("Connector cost vs provisioned projects (ms)", &series),
+        )
+        .expect("write the plot");
+        println!("\nwrote {} and {}", path.display(), svg_path.display());
     }
     connector.close();
     drop(stack);
