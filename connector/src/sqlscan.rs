@@ -204,7 +204,10 @@ pub fn skip_blank(sql: &str, from: usize) -> usize {
                 i += 1;
             }
         } else if b.get(i) == Some(&b'/') && b.get(i + 1) == Some(&b'*') {
-            i = sql[i + 2..].find("*/").map(|k| i + 2 + k + 2).unwrap_or(b.len());
+            i = sql[i + 2..]
+                .find("*/")
+                .map(|k| i + 2 + k + 2)
+                .unwrap_or(b.len());
         } else {
             return i;
         }
@@ -272,7 +275,10 @@ mod tests {
     fn keeps_rule_actions_together() {
         let sql = "create rule r as on insert to t do also (insert into a values (1); insert into b values (2));\nselect 1;";
         assert_eq!(kws(sql), ["CREATE", "SELECT"]);
-        assert_eq!(skip_blank(sql, sql.find(";\n").unwrap() + 1), sql.find("select 1").unwrap());
+        assert_eq!(
+            skip_blank(sql, sql.find(";\n").unwrap() + 1),
+            sql.find("select 1").unwrap()
+        );
         assert_eq!(skip_blank("  -- c\n /* d */ x", 0), 16);
     }
 

@@ -88,7 +88,8 @@ impl tracing::field::Visit for Visitor {
         if field.name() == "message" {
             self.message = value.to_string();
         } else if !value.is_empty() {
-            self.fields.push((field.name().to_string(), value.to_string()));
+            self.fields
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 
@@ -280,16 +281,20 @@ fn emit_events(py: Python<'_>, events: Vec<LogEvent>) -> PyResult<()> {
 
 /// Run a connector future to completion on the module's runtime; a panic
 /// becomes an `internal` error instead of unwinding into Python.
-fn block_on<T>(runtime: &Runtime, fut: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(fut)))
-        .unwrap_or_else(|panic| {
+fn block_on<T>(
+    runtime: &Runtime,
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(fut))).unwrap_or_else(
+        |panic| {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".into());
             Err(Error::internal(format!("the connector panicked: {what}")))
-        })
+        },
+    )
 }
 
 // ----------------------------------------------------------------- executor
@@ -340,9 +345,10 @@ impl NativeExecutor {
         let (connector, events) = py.allow_threads(|| {
             captured(|| {
                 let value = match config_json {
-                    Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-                        Error::invalid(format!("config is not JSON: {e}"))
-                    })?),
+                    Some(text) => Some(
+                        serde_json::from_str(text)
+                            .map_err(|e| Error::invalid(format!("config is not JSON: {e}")))?,
+                    ),
                     None => None,
                 };
                 let config = Config::from_json(value)?;
@@ -366,7 +372,12 @@ impl NativeExecutor {
     /// `execute` that also returns the seconds spent on the Rust side of the
     /// call (JSON parse, action, JSON serialise): for measuring the Python
     /// layer's overhead.
-    fn execute_timed(&self, py: Python<'_>, action: &str, params_json: &str) -> PyResult<(String, f64)> {
+    fn execute_timed(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        params_json: &str,
+    ) -> PyResult<(String, f64)> {
         let (result, elapsed) = self.run(py, action, params_json);
         Ok((result.map_err(native_error)?, elapsed))
     }
@@ -409,7 +420,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "BUILD_PROFILE",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
     )?;
     Ok(())
 }

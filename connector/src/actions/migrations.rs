@@ -220,7 +220,10 @@ async fn run_pending(
         // without a position (a constraint violation, a permission denied)
         // still names its statement.
         let result = async {
-            session.batch_execute("BEGIN").await.map_err(|e| (None, e))?;
+            session
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| (None, e))?;
             for s in sqlscan::statements(&m.sql) {
                 session
                     .batch_execute(&m.sql[s.start..s.end])

@@ -394,7 +394,11 @@ fn split_column(object: &str) -> Option<(&str, &str)> {
 fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<Statement> {
     let mut out = Vec::new();
     if let Some(runtime) = grant_to {
-        out.push(Statement::ddl(format!("GRANT {} TO {}", ident(role), ident(runtime))));
+        out.push(Statement::ddl(format!(
+            "GRANT {} TO {}",
+            ident(role),
+            ident(runtime)
+        )));
     }
     out.extend([
         Statement::ddl(format!("ALTER ROLE {} NOLOGIN", ident(role))),
@@ -402,7 +406,11 @@ fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<State
             "select pg_terminate_backend(pid, 5000) from pg_stat_activity where usename = $1",
             vec![Param::Text(role.into())],
         ),
-        Statement::ddl(format!("REASSIGN OWNED BY {} TO {}", ident(role), ident(owner))),
+        Statement::ddl(format!(
+            "REASSIGN OWNED BY {} TO {}",
+            ident(role),
+            ident(owner)
+        )),
         Statement::ddl(format!("DROP OWNED BY {}", ident(role))),
         Statement::ddl(format!("DROP ROLE {}", ident(role))),
     ]);
@@ -444,7 +452,10 @@ async fn verify_project(
                     // On 16+ dropping a role needs ADMIN OPTION on it, which
                     // the runtime role lacks on one a superuser created.
                     let runtime = &db.server.runtime_role;
-                    let admin = state.memberships.iter().any(|m| &m.role == role && &m.member == runtime && m.admin);
+                    let admin = state
+                        .memberships
+                        .iter()
+                        .any(|m| &m.role == role && &m.member == runtime && m.admin);
                     if db.server.pg16_grants() && !admin {
                         finding.repair.clear();
                         finding.actual = format!("exists, and {runtime} holds no ADMIN OPTION on it: drop it as a superuser");
@@ -460,9 +471,10 @@ async fn verify_project(
                             json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
                         )
                         .await?;
-                    finding
-                        .repair
-                        .push(crate::lease::password_statement(&names.authenticator, &password));
+                    finding.repair.push(crate::lease::password_statement(
+                        &names.authenticator,
+                        &password,
+                    ));
                 }
                 findings.push(finding);
             }
@@ -583,7 +595,10 @@ mod tests {
     #[test]
     fn splits_column_objects() {
         assert_eq!(split_column("proj_a.t (note)"), Some(("proj_a.t", "note")));
-        assert_eq!(split_column(r#"proj_a."odd (t" ("x (y")"#), Some((r#"proj_a."odd (t""#, r#""x (y""#)));
+        assert_eq!(
+            split_column(r#"proj_a."odd (t" ("x (y")"#),
+            Some((r#"proj_a."odd (t""#, r#""x (y""#))
+        );
         assert_eq!(split_column("proj_a.t"), None);
     }
 }
