@@ -5,6 +5,7 @@ make requests the way PostgREST does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -75,14 +76,21 @@ def bootstrap(stack: Stack) -> None:
     cli("bootstrap", "--database-url", info(stack, "admin_url"), "--output", "json", check=True)
 
 
-@pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: f"pg{v}")
-def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    s = Stack.up(pg=request.param)
+@contextlib.contextmanager
+def bootstrapped_stack(pg: str) -> Iterator[Stack]:
+    """A stack of its own, bootstrapped, stopped afterwards."""
+    s = Stack.up(pg=pg)
     try:
         bootstrap(s)
         yield s
     finally:
         s.down()
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: f"pg{v}")
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    with bootstrapped_stack(request.param) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -44,11 +44,18 @@ class Client:
         except pyjwt.InvalidTokenError as e:
             raise ApiError("jwt_invalid", str(e)) from None
 
-    def request(self, token: str, schema: str, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
-        """Run `sql` as the token's role with `schema` as the profile; returns rows."""
+    #: Whether the last request's statement returned rows (a result set).
+    last_had_result = False
+
+    def request(
+        self, token: str, schema: str, sql: str, params: Sequence[Any] = (), rollback: bool = False
+    ) -> List[tuple]:
+        """Run `sql` as the token's role with `schema` as the profile; returns
+        rows. With `rollback`, the transaction is rolled back afterwards."""
         claims = self.claims(token)
         role = str(claims.get("role", "anon"))
         conn = self._connection()
+        out: List[tuple] = []
         try:
             with conn.transaction():
                 with conn.cursor() as cur:
@@ -62,12 +69,16 @@ class Client:
                         raise ApiError("role_switch", str(e).strip(), e.sqlstate) from None
                     try:
                         cur.execute(sql, params)
-                        return cur.fetchall() if cur.description else []
+                        out = cur.fetchall() if cur.description else []
+                        self.last_had_result = cur.description is not None
                     except psycopg.Error as e:
                         raise ApiError("db", str(e).strip(), e.sqlstate) from None
+                if rollback:
+                    raise psycopg.Rollback()
         except psycopg.OperationalError:
             self.close()
             raise
+        return out
 
     def allowed(self, token: str, schema: str, sql: str, params: Sequence[Any] = ()) -> bool:
         """True when the request succeeds, False when PostgREST would refuse it."""

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 import pgrest
-from conftest import VERSIONS, bootstrap, cli, connector_config, new_slug
+from conftest import VERSIONS, bootstrapped_stack, cli, connector_config, new_slug
 from stack import Stack, hs256_jwt
 from supabase_connector import (
     Conflict,
@@ -47,12 +47,8 @@ USERS = [str(uuid.UUID(int=i, version=4)) for i in range(1, 13)]
 
 @pytest.fixture(scope="module", params=VERSIONS, ids=lambda v: f"pg{v}")
 def fstack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    s = Stack.up(pg=request.param)
-    try:
-        bootstrap(s)
+    with bootstrapped_stack(request.param) as s:
         yield s
-    finally:
-        s.down()
 
 
 def config(stack: Stack, **database: Any) -> Dict[str, Any]:

@@ -139,41 +139,13 @@ def test_matrix_covers_every_cell() -> None:
     assert len(CELLS) == len(API_EXPECTED) * len(TARGETS) + len(DB_EXPECTED) * (len(TARGETS) + len(DB_TARGETS)) == 415
 
 
-ApiError = pgrest.ApiError
 
 
 class RollbackClient(pgrest.Client):
     """pgrest.Client's request, rolled back afterwards so a cell leaves nothing behind."""
 
-    last_had_result = False
-
-    def request(self, token: str, schema: str, sql: str, params: Sequence[Any] = ()) -> List[tuple]:
-        claims = self.claims(token)
-        role = str(claims.get("role", "anon"))
-        conn = self._connection()
-        out: List[tuple] = []
-        try:
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    try:
-                        cur.execute(
-                            "select set_config('search_path', %s, true), set_config('role', %s, true), "
-                            "set_config('request.jwt.claims', %s, true), set_config('request.method', 'POST', true)",
-                            (f'"{schema}", public', role, json.dumps(claims)),
-                        )
-                    except psycopg.Error as e:
-                        raise ApiError("role_switch", str(e).strip(), e.sqlstate) from None
-                    try:
-                        cur.execute(sql, params)
-                        out = cur.fetchall() if cur.description else []
-                        self.last_had_result = cur.description is not None
-                    except psycopg.Error as e:
-                        raise ApiError("db", str(e).strip(), e.sqlstate) from None
-                raise psycopg.Rollback()
-        except psycopg.OperationalError:
-            self.close()
-            raise
-        return out
+    def request(self, token: str, schema: str, sql: str, params: Sequence[Any] = (), rollback: bool = True) -> List[tuple]:
+        return super().request(token, schema, sql, params, rollback=rollback)
 
 
 def edit_payload(token: str, **changes: Any) -> str:

@@ -73,6 +73,11 @@ async fn api_request(
         client.batch_execute("ROLLBACK").await
     }
     .await;
+    outcome(result)
+}
+
+/// "ALLOWED", or "DENIED (PostgreSQL's message)".
+fn outcome(result: std::result::Result<(), tokio_postgres::Error>) -> String {
     match result {
         Ok(()) => "ALLOWED".into(),
         Err(e) => format!(
@@ -92,15 +97,7 @@ async fn db_request(url: &str, sql: &str) -> String {
         client.query(sql, &[]).await.map(|_| ())
     }
     .await;
-    match result {
-        Ok(()) => "ALLOWED".into(),
-        Err(e) => format!(
-            "DENIED ({})",
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        ),
-    }
+    outcome(result)
 }
 
 fn mask(value: &str, show: bool) -> String {

@@ -525,11 +525,6 @@ begin
     create event trigger supabase_connector_drop on sql_drop
       execute function supabase_connector.on_sql_drop();
   end if;
-end
-$$;
-
-do $$
-begin
   if not exists (select 1 from pg_event_trigger where evtname = 'supabase_connector_ddl') then
     create event trigger supabase_connector_ddl on ddl_command_end
       execute function supabase_connector.on_ddl_command_end();

@@ -121,6 +121,23 @@ impl Bench {
         run(&self.connector, action, params).await
     }
 
+    /// `n` sequential calls of `action`, the i-th with `params(i)`.
+    async fn measure_action(
+        &self,
+        n: usize,
+        action: &str,
+        params: impl Fn(usize) -> Value,
+    ) -> Sample {
+        let c = self.connector.clone();
+        self.measure(n, |i| {
+            let (c, p) = (c.clone(), params(i));
+            async move {
+                run(&c, action, p).await;
+            }
+        })
+        .await
+    }
+
     fn line(&mut self, s: &str) {
         println!("{s}");
         self.report.push_str(s);
@@ -279,48 +296,21 @@ async fn measure_actions(
     let connector = b.connector.clone();
     let mut rows: Vec<(&'static str, Sample)> = Vec::new();
     let c = connector.clone();
+    const UPSERT: &str = "upsert_database_project_access";
+    let no_lease = |i: usize| json!({"project": format!("n{round}x{i}"), "issue_lease": false});
     let s = b
-        .measure(samples, |i| {
-            let c = c.clone();
-            async move {
-                run(
-                    &c,
-                    "upsert_database_project_access",
-                    json!({"project": format!("c{round}x{i}")}),
-                )
-                .await;
-            }
-        })
+        .measure_action(
+            samples,
+            UPSERT,
+            |i| json!({"project": format!("c{round}x{i}")}),
+        )
         .await;
     rows.push((COLD, s));
-    let s = b
-        .measure(samples, |i| {
-            let c = c.clone();
-            async move {
-                run(
-                    &c,
-                    "upsert_database_project_access",
-                    json!({"project": format!("n{round}x{i}"), "issue_lease": false}),
-                )
-                .await;
-            }
-        })
-        .await;
-    rows.push((COLD_NO_LEASE, s));
-    let s = b
-        .measure(samples, |i| {
-            let c = c.clone();
-            async move {
-                run(
-                    &c,
-                    "upsert_database_project_access",
-                    json!({"project": format!("n{round}x{i}"), "issue_lease": false}),
-                )
-                .await;
-            }
-        })
-        .await;
-    rows.push((NOOP, s));
+    rows.push((
+        COLD_NO_LEASE,
+        b.measure_action(samples, UPSERT, no_lease).await,
+    ));
+    rows.push((NOOP, b.measure_action(samples, UPSERT, no_lease).await));
     let project = format!("c{round}x0");
     let issued = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = b
@@ -357,40 +347,27 @@ async fn measure_actions(
         issued.lock().expect("lock").push(id);
     }
     let ids: Vec<String> = issued.lock().expect("lock").clone();
-    let s = b
-        .measure(ids.len(), |i| {
-            let (c, id) = (c.clone(), ids[i].clone());
-            async move {
-                run(&c, "renew_database_lease", json!({"lease_id": id})).await;
-            }
-        })
-        .await;
-    rows.push((RENEW, s));
-    let s = b
-        .measure(ids.len(), |i| {
-            let (c, id) = (c.clone(), ids[i].clone());
-            async move {
-                run(&c, "revoke_database_lease", json!({"lease_id": id})).await;
-            }
-        })
-        .await;
-    rows.push((REVOKE, s));
-    let s = b
-        .measure(samples.min(50), |i| {
-            let (c, project) = (c.clone(), project.clone());
-            let members: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-            async move {
-                run(
-                    &c,
-                    "upsert_database_team_access",
-                    json!({"project": project, "team_id": format!("team-{i}"),
-                           "platform_role": "project_contributor", "members": members}),
-                )
-                .await;
-            }
-        })
-        .await;
-    rows.push((TEAM, s));
+    let by_id = |i: usize| json!({"lease_id": ids[i]});
+    rows.push((
+        RENEW,
+        b.measure_action(ids.len(), "renew_database_lease", by_id)
+            .await,
+    ));
+    rows.push((
+        REVOKE,
+        b.measure_action(ids.len(), "revoke_database_lease", by_id)
+            .await,
+    ));
+    let team = |i: usize| {
+        let members: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        json!({"project": project, "team_id": format!("team-{i}"),
+               "platform_role": "project_contributor", "members": members})
+    };
+    rows.push((
+        TEAM,
+        b.measure_action(samples.min(50), "upsert_database_team_access", team)
+            .await,
+    ));
     // The served list computed from the registry and compared with (and,
     // were it different, written to) authenticator's setting: what every
     // change of exposure runs, here as its own transaction.
