@@ -120,18 +120,23 @@ def test_plan_and_provisioning_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecuto
     before = global_catalog(admin)
     plan = ex.execute("upsert_database_project_access", {"project": slug, "dry_run": True})
     assert f'GRANT "{schema}_owner" TO "postgres" WITH INHERIT TRUE, SET TRUE' in plan["statements"]
+    assert plan["statements"][-1] == f'REVOKE "{schema}_owner" FROM "postgres"', "the owner is borrowed, not kept"
     assert global_catalog(admin) == before, "a dry run changed the catalog"
 
     state = ex.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
     assert state["schema"] == schema
     assert admin.value("select nspowner::regrole::text from pg_namespace where nspname = %s", (schema,)) == f"{schema}_owner"
-    # the creator's ADMIN-only membership does not count: the explicit grant gives USAGE and SET
-    assert admin.value("select pg_has_role('postgres', %s, 'USAGE') and pg_has_role('postgres', %s, 'SET')", (f"{schema}_owner",) * 2)
+    # what is left on the owner is the creator's ADMIN-only membership: the
+    # plan's own grant (which a self-grant of INHERIT, SET coincides with) is
+    # given back. With createrole_self_grant the runtime role still reaches
+    # the owner's privileges, through its self-granted service role.
+    self_grant = admin.value("show createrole_self_grant") != ""
     assert admin.rows(
-        "select inherit_option, set_option from pg_auth_members where roleid = %s::regrole and member = 'postgres'::regrole "
-        "and grantor = 'postgres'::regrole",
+        "select admin_option, inherit_option, set_option, grantor::regrole::text from pg_auth_members "
+        "where roleid = %s::regrole and member = 'postgres'::regrole",
         (f"{schema}_owner",),
-    ) == [(True, True)]
+    ) == [(True, False, False, "supabase_admin")]
+    assert admin.value("select pg_has_role('postgres', %s, 'USAGE')", (f"{schema}_owner",)) is self_grant
     for cls, global_role in (("authenticated", "authenticated"), ("anon", "anon")):
         assert admin.value("select pg_has_role(%s, %s, 'USAGE')", (f"{schema}_{cls}", global_role)) is True
     assert admin.value("select pg_has_role(%s, 'supabase_connector_auth', 'USAGE')", (f"{schema}_owner",)) is True

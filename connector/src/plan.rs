@@ -29,8 +29,8 @@ pub enum Change {
         role: String,
         attributes: Vec<String>,
     },
-    /// Make `member` a member of `role`, inheriting its privileges (and, for
-    /// the runtime role, able to `SET ROLE` to it).
+    /// Make `member` a member of `role`, inheriting its privileges (and,
+    /// with `set`, able to `SET ROLE` to it).
     GrantRole {
         role: String,
         member: String,
@@ -118,6 +118,58 @@ pub enum Change {
     DropRole {
         role: String,
     },
+    /// Grant the owner to the runtime role for the rest of this transaction
+    /// (`WITH INHERIT TRUE, SET TRUE` on 16+): the changes after it act on
+    /// the owner's objects. Paired with [`Change::ReturnOwner`]; see
+    /// `docs/decisions.md` for why the membership is never kept.
+    BorrowOwner {
+        owner: String,
+        runtime: String,
+    },
+    /// `REVOKE owner FROM runtime`: ends a [`Change::BorrowOwner`].
+    ReturnOwner {
+        owner: String,
+        runtime: String,
+    },
+}
+
+impl Change {
+    /// Whether applying this change needs the privileges of the project's
+    /// owner (it acts on the schema or on objects the owner owns).
+    pub fn needs_owner(&self) -> bool {
+        matches!(
+            self,
+            Change::CreateSchema { .. }
+                | Change::AlterSchemaOwner { .. }
+                | Change::GrantSchemaUsage { .. }
+                | Change::RevokeSchema { .. }
+                | Change::DefaultPrivileges { .. }
+                | Change::EnableRowLevelSecurity { .. }
+                | Change::SetSecurityInvoker { .. }
+                | Change::GrantOn { .. }
+                | Change::RevokeAllOn { .. }
+                | Change::DropSchema { .. }
+        )
+    }
+}
+
+/// Wrap the changes from `at` on in a borrowed owner membership when one of
+/// them needs it and the runtime role does not already hold the owner's
+/// privileges (`holds`): the membership lasts only as long as the
+/// transaction that applies the plan.
+pub fn borrow_owner(changes: &mut Vec<Change>, at: usize, owner: &str, runtime: &str, holds: bool) {
+    if holds || !changes[at..].iter().any(Change::needs_owner) {
+        return;
+    }
+    let (owner, runtime) = (owner.to_string(), runtime.to_string());
+    changes.insert(
+        at,
+        Change::BorrowOwner {
+            owner: owner.clone(),
+            runtime: runtime.clone(),
+        },
+    );
+    changes.push(Change::ReturnOwner { owner, runtime });
 }
 
 const DEFAULT_GRANTS: [(&str, &str, Class); 5] = [
@@ -219,15 +271,10 @@ pub fn diff_project(
         }
     }
 
-    // 2. Memberships. The runtime role needs the owner's privileges and SET
-    //    (checked with pg_has_role, not by the presence of a row).
-    if !(current.runtime_inherits_owner && current.runtime_can_set_owner) {
-        changes.push(Change::GrantRole {
-            role: n.owner.clone(),
-            member: ctx.server.runtime_role.clone(),
-            set: true,
-        });
-    }
+    // 2. Memberships. The runtime role borrows the owner only while the
+    //    plan needs it (see the end); whether it already holds the owner's
+    //    privileges and SET is read with pg_has_role, not from a row.
+    let borrow_at = changes.len();
     let wanted = [
         (n.owner.as_str(), n.service_role.as_str()),
         ("authenticated", n.authenticated.as_str()),
@@ -409,6 +456,13 @@ pub fn diff_project(
     if exposure_outdated(current, desired, ctx.exposure) {
         changes.push(Change::ApplyExposure);
     }
+    borrow_owner(
+        &mut changes,
+        borrow_at,
+        &n.owner,
+        &ctx.server.runtime_role,
+        current.runtime_inherits_owner && current.runtime_can_set_owner,
+    );
     Ok(changes)
 }
 
@@ -442,15 +496,11 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
     let sql = match change {
         Change::CreateRole { role } => format!("CREATE ROLE {} NOLOGIN INHERIT", ident(role)),
         Change::AlterRole { role, attributes } => format!("ALTER ROLE {} {}", ident(role), attributes.join(" ")),
-        Change::GrantRole { role, member, set } => {
-            let options = match (pg16, set) {
-                (true, true) => " WITH INHERIT TRUE, SET TRUE",
-                (true, false) => " WITH INHERIT TRUE",
-                (false, _) => "",
-            };
-            format!("GRANT {} TO {}{options}", ident(role), ident(member))
+        Change::GrantRole { role, member, set } => grant_role_sql(role, member, *set, ctx.server),
+        Change::BorrowOwner { owner, runtime } => grant_role_sql(owner, runtime, true, ctx.server),
+        Change::RevokeRole { role, member } | Change::ReturnOwner { owner: role, runtime: member } => {
+            format!("REVOKE {} FROM {}", ident(role), ident(member))
         }
-        Change::RevokeRole { role, member } => format!("REVOKE {} FROM {}", ident(role), ident(member)),
         Change::CreateLoginRole { role } => format!("CREATE ROLE {} LOGIN NOINHERIT", ident(role)),
         Change::GrantToLoginRole { role, member } => {
             let options = if pg16 { " WITH INHERIT FALSE, SET TRUE" } else { "" };
@@ -511,6 +561,17 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
         }
     };
     vec![Statement::ddl(sql)]
+}
+
+/// `GRANT role TO member`, inheriting its privileges (and, with `set`, able
+/// to `SET ROLE` to it); PostgreSQL 16+ records both per grant.
+pub fn grant_role_sql(role: &str, member: &str, set: bool, server: &ServerInfo) -> String {
+    let options = match (server.pg16_grants(), set) {
+        (true, true) => " WITH INHERIT TRUE, SET TRUE",
+        (true, false) => " WITH INHERIT TRUE",
+        (false, _) => "",
+    };
+    format!("GRANT {} TO {}{options}", ident(role), ident(member))
 }
 
 fn grantee_sql(grantee: &str) -> String {
@@ -585,6 +646,11 @@ mod tests {
                 < pos("CREATE SCHEMA \"proj_acme\" AUTHORIZATION \"proj_acme_owner\"")
         );
         assert!(pos("GRANT \"proj_acme_owner\" TO \"postgres\"") < pos("CREATE SCHEMA"));
+        // the owner is borrowed for the plan, not kept
+        assert_eq!(
+            sql.last().unwrap(),
+            "REVOKE \"proj_acme_owner\" FROM \"postgres\""
+        );
         assert!(pos("CREATE SCHEMA") < pos("apply_exposure"));
         assert!(pos("insert into supabase_connector.projects") < pos("apply_exposure"));
         assert!(sql.iter().any(|s| s == "ALTER DEFAULT PRIVILEGES FOR ROLE \"proj_acme_owner\" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"));
@@ -619,6 +685,54 @@ mod tests {
         };
         let err = diff_project(&state, &desired(), &ctx).unwrap_err();
         assert_eq!(err.code.as_str(), "conflict");
+    }
+
+    #[test]
+    fn owner_is_borrowed_only_when_needed() {
+        let grant_on = Change::GrantOn {
+            kind: "TABLE".into(),
+            object: "proj_acme.t".into(),
+            privileges: "SELECT".into(),
+            role: "proj_acme_anon".into(),
+        };
+        let create = Change::CreateRole {
+            role: "proj_acme_owner".into(),
+        };
+        // nothing acts on the owner's objects: nothing borrowed
+        let mut changes = vec![create.clone(), Change::ApplyExposure];
+        borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);
+        assert_eq!(changes.len(), 2);
+        // the runtime role already holds it: nothing borrowed
+        let mut changes = vec![create.clone(), grant_on.clone()];
+        borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", true);
+        assert_eq!(changes.len(), 2);
+        // borrowed after the role exists, given back at the end
+        let mut changes = vec![create.clone(), grant_on.clone(), Change::ApplyExposure];
+        borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);
+        assert!(matches!(changes[1], Change::BorrowOwner { .. }));
+        assert!(matches!(changes.last(), Some(Change::ReturnOwner { .. })));
+        assert_eq!(changes.len(), 5);
+    }
+
+    #[test]
+    fn a_cold_plan_borrows_once() {
+        let config = Config::default();
+        let server = server(150018);
+        let ctx = PlanContext {
+            server: &server,
+            exposure: &config.exposure,
+        };
+        let cold = diff_project(&empty_state(), &desired(), &ctx).unwrap();
+        let borrows = cold
+            .iter()
+            .filter(|c| matches!(c, Change::BorrowOwner { .. }))
+            .count();
+        assert_eq!(borrows, 1);
+        let returns = cold
+            .iter()
+            .filter(|c| matches!(c, Change::ReturnOwner { .. }))
+            .count();
+        assert_eq!(returns, 1);
     }
 
     #[test]

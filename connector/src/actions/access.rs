@@ -105,7 +105,7 @@ pub async fn upsert_team(c: &Connector, p: &Value) -> Result<Value> {
         }
         conn.run(&statements).await?;
         let revoked = if changed {
-            revoke_downgraded(&conn, slug).await?
+            revoke_downgraded(&conn, &db.server, slug).await?
         } else {
             vec![]
         };
@@ -199,7 +199,7 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         }
         conn.run(&statements).await?;
         let revoked = if changed {
-            revoke_downgraded(&conn, slug).await?
+            revoke_downgraded(&conn, &db.server, slug).await?
         } else {
             vec![]
         };
@@ -253,7 +253,7 @@ async fn revoke_grant(c: &Connector, p: &Value, action: &str, delete: Statement)
             delete.params.iter().map(|p| p.as_sql()).collect();
         let removed = conn.execute(&delete.sql, &params).await? > 0;
         let revoked = if removed {
-            revoke_downgraded(&conn, slug).await?
+            revoke_downgraded(&conn, &db.server, slug).await?
         } else {
             vec![]
         };

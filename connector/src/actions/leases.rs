@@ -3,7 +3,7 @@
 
 use super::{audit, dry_run, in_transaction, project_names, str_param};
 use crate::apply::Audit;
-use crate::db::{Conn, Lock, Param, Statement};
+use crate::db::{Conn, Lock, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::lease::{
     self, lease_json, revoke_targets, LeaseRequest, LeaseView, RevokeTarget, REVOKE_TARGETS_SQL,
@@ -97,7 +97,7 @@ pub(crate) async fn issue_in_tx(
         api_authenticator: lease::api_authenticator(names, &isolation),
         api_url: lease::api_url(&c.config, names, &isolation),
     };
-    let planned = lease::plan_issue(request, &db.server, Utc::now());
+    let planned = lease::plan_issue(request, Utc::now());
     conn.run(&planned.statements).await?;
     Ok((
         planned.lease_id,
@@ -276,7 +276,8 @@ pub async fn revoke(c: &Connector, p: &Value) -> Result<Value> {
         let project: String = row.get(4);
         let mut terminated = 0;
         if !already {
-            terminated = lease::revoke(&conn, &revoke_targets(&rows), "revoked").await?;
+            terminated =
+                lease::revoke(&conn, &db.server, &revoke_targets(&rows), "revoked").await?;
         }
         let out =
             json!({"lease_id": lease_id, "revoked": !already, "terminated_sessions": terminated});
@@ -300,7 +301,11 @@ pub async fn revoke(c: &Connector, p: &Value) -> Result<Value> {
 
 /// Revoke, within the current transaction, every active lease of a project
 /// whose principal's effective class is now below the lease's class.
-pub(crate) async fn revoke_downgraded(conn: &Conn, project: &str) -> Result<Vec<RevokeTarget>> {
+pub(crate) async fn revoke_downgraded(
+    conn: &Conn,
+    server: &ServerInfo,
+    project: &str,
+) -> Result<Vec<RevokeTarget>> {
     let rows = conn
         .query(
             &format!(
@@ -321,7 +326,7 @@ pub(crate) async fn revoke_downgraded(conn: &Conn, project: &str) -> Result<Vec<
         )
         .await?;
     let targets = revoke_targets(&rows);
-    lease::revoke(conn, &targets, "access removed").await?;
+    lease::revoke(conn, server, &targets, "access removed").await?;
     Ok(targets)
 }
 
@@ -352,7 +357,7 @@ pub async fn reap(c: &Connector, p: &Value) -> Result<Value> {
                 )
                 .await?;
             let targets = revoke_targets(&rows);
-            let t = lease::revoke(&conn, &targets, "expired").await?;
+            let t = lease::revoke(&conn, &db.server, &targets, "expired").await?;
             Ok((targets, t))
         };
         let (targets, t) = in_transaction(&conn, body).await?;

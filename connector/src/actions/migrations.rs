@@ -146,7 +146,7 @@ pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
                 api_authenticator: lease::api_authenticator(&names, "shared"),
                 api_url: None,
             };
-            let planned = lease::plan_issue(request, &db.server, chrono::Utc::now());
+            let planned = lease::plan_issue(request, chrono::Utc::now());
             conn.run(&planned.statements).await?;
             Ok(planned)
         })
@@ -161,7 +161,7 @@ pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
             let rows = conn
                 .query(&format!("{REVOKE_TARGETS_SQL} where l.lease_id = $1 for update of l"), &[&planned.lease_id])
                 .await?;
-            lease::revoke(&conn, &revoke_targets(&rows), "migration run finished").await?;
+            lease::revoke(&conn, &db.server, &revoke_targets(&rows), "migration run finished").await?;
             Ok(())
         })
         .await?;

@@ -132,7 +132,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
                     )
                     .await?;
                 let targets = revoke_targets(&rows);
-                lease::revoke(&conn, &targets, "isolation changed").await?;
+                lease::revoke(&conn, &db.server, &targets, "isolation changed").await?;
                 targets.len()
             }
             _ => 0,
@@ -171,7 +171,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
                 api_authenticator: lease::api_authenticator(&names, &desired.isolation),
                 api_url: c.config.api.url.clone(),
             };
-            let planned = lease::plan_issue(request, &db.server, chrono::Utc::now());
+            let planned = lease::plan_issue(request, chrono::Utc::now());
             conn.run(&planned.statements).await?;
             lease_id = Some(planned.lease_id);
             out["lease"] = planned.to_json(secrets, &c.config, &db.server, true);

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease::{self, revoke_targets, REVOKE_TARGETS_SQL};
 use crate::names::ProjectNames;
-use crate::plan::{render_all, Change, PlanContext};
+use crate::plan::{borrow_owner, render_all, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -20,10 +20,19 @@ fn plan_removal(
     runtime: &str,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
+    let holds = state.runtime_inherits_owner && state.runtime_can_set_owner;
     if drop_data {
         // Unlisted before dropped: the registry row goes first, the list is
         // recomputed without it, then the schema and roles go.
         changes.push(Change::ApplyExposure);
+        if !holds && state.role(&names.owner).is_some() {
+            // DROP SCHEMA and DROP OWNED act as the owner; the membership
+            // goes with the role, so there is nothing to give back.
+            changes.push(Change::BorrowOwner {
+                owner: names.owner.clone(),
+                runtime: runtime.into(),
+            });
+        }
         if state.schema.is_some() {
             changes.push(Change::DropSchema {
                 schema: names.schema.clone(),
@@ -72,6 +81,7 @@ fn plan_removal(
                 });
             }
         }
+        borrow_owner(&mut changes, 0, &names.owner, runtime, holds);
     }
     changes
 }
@@ -122,7 +132,7 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
             .query(&format!("{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null order by l.lease_id for update of l"), &[&slug])
             .await?;
         let targets = revoke_targets(&rows);
-        let terminated = lease::revoke(&conn, &targets, "project removed").await?;
+        let terminated = lease::revoke(&conn, &db.server, &targets, "project removed").await?;
         if !already_archived {
             conn.run(&statements).await?;
         }

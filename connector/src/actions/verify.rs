@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::inspect::{project_state, ProjectState};
 use crate::model::DesiredProject;
 use crate::names::{ident, ProjectNames, Slug, AUTH_ROLE};
-use crate::plan::{diff_project, render, Change, PlanContext};
+use crate::plan::{diff_project, grant_role_sql, render, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -157,7 +157,9 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
         Change::RecordProject { .. }
         | Change::RevokeRole { .. }
         | Change::DropSchema { .. }
-        | Change::DropRoles { .. } => return None,
+        | Change::DropRoles { .. }
+        | Change::BorrowOwner { .. }
+        | Change::ReturnOwner { .. } => return None,
     };
     Some(Finding {
         code,
@@ -188,7 +190,9 @@ async fn extra_findings(
                coalesce((select json_agg(p.oid::regprocedure::text order by 1) from pg_proc p
                          where p.pronamespace = to_regnamespace($1) and p.prosecdef), '[]'),
                (select count(*) from pg_proc p where p.pronamespace = to_regnamespace($1)),
-               coalesce((select json_agg(json_build_object('role', r.rolname, 'member', pg_has_role(current_user, r.oid, 'USAGE'))
+               coalesce((select json_agg(json_build_object('role', r.rolname, 'member', pg_has_role(current_user, r.oid, 'USAGE'),
+                                  'admin', exists (select 1 from pg_auth_members a where a.roleid = r.oid
+                                                   and a.member = (select oid from pg_roles where rolname = current_user) and a.admin_option))
                                   order by r.rolname) from pg_roles r
                          where r.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
                            and exists (select 1 from pg_auth_members m join pg_roles g on g.oid = m.roleid
@@ -305,6 +309,27 @@ async fn extra_findings(
                     .contains(&&role.to_string()))
     };
     for m in &state.memberships {
+        if m.role == names.owner && m.member == runtime && !m.admin {
+            // Borrowed per transaction, never kept: a lasting grant (from an
+            // earlier version) makes every membership check of the runtime
+            // role walk one more role per project.
+            let revocable = !server.pg16_grants() || m.grantor.as_deref() == Some(runtime);
+            if revocable {
+                out.push(Finding {
+                    code: "membership_lasting",
+                    severity: "warning",
+                    object: format!("{} in {}", m.member, m.role),
+                    expected: "borrowed only while an action needs it".into(),
+                    actual: "kept".into(),
+                    repair: vec![Statement::ddl(format!(
+                        "REVOKE {} FROM {}",
+                        ident(&m.role),
+                        ident(&m.member)
+                    ))],
+                });
+            }
+            continue;
+        }
         if !allowed(&m.role, &m.member) {
             // On 16+ a membership can only be revoked by its grantor (or a
             // superuser): one granted by a superuser is reported, not repaired.
@@ -336,12 +361,13 @@ async fn extra_findings(
     for o in orphans.as_array().into_iter().flatten() {
         let r = o["role"].as_str().unwrap_or_default();
         let member = o["member"].as_bool().unwrap_or(false);
+        let admin = o["admin"].as_bool().unwrap_or(false);
         // Dropping what it owns needs its privileges: on 15 CREATEROLE may
-        // grant them; on 16+ only a role made by the runtime role can be
-        // taken apart (others are reported).
-        let repair = match (member, server.pg16_grants()) {
+        // grant them; on 16+ only a role made by the runtime role (which
+        // holds ADMIN OPTION on it) can be taken apart (others are reported).
+        let repair = match (member, server.pg16_grants() && !admin) {
             (true, _) => drop_lease_role(r, &names.owner, None),
-            (false, false) => drop_lease_role(r, &names.owner, Some(&server.runtime_role)),
+            (false, false) => drop_lease_role(r, &names.owner, Some(server)),
             (false, true) => vec![],
         };
         out.push(Finding {
@@ -363,7 +389,7 @@ async fn extra_findings(
         )];
         if let Some(anon) = m["anon_role"].as_str() {
             // the rest of the lease goes with it
-            repair.extend(drop_lease_role(anon, &names.owner, None));
+            repair.extend(drop_lease_role(anon, &names.owner, Some(server)));
         }
         out.push(Finding {
             code: "lease_role_missing",
@@ -390,14 +416,16 @@ fn split_column(object: &str) -> Option<(&str, &str)> {
 }
 
 /// Statements taking a leftover lease role apart (as a revocation does),
-/// after granting it to `grant_to` when the runtime role lacks its privileges.
-fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<Statement> {
+/// after granting it to the runtime role of `grant_to` when that role lacks
+/// its privileges.
+fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&ServerInfo>) -> Vec<Statement> {
     let mut out = Vec::new();
-    if let Some(runtime) = grant_to {
-        out.push(Statement::ddl(format!(
-            "GRANT {} TO {}",
-            ident(role),
-            ident(runtime)
+    if let Some(server) = grant_to {
+        out.push(Statement::ddl(grant_role_sql(
+            role,
+            &server.runtime_role,
+            false,
+            server,
         )));
     }
     out.extend([
@@ -414,6 +442,46 @@ fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&str>) -> Vec<State
         Statement::ddl(format!("DROP OWNED BY {}", ident(role))),
         Statement::ddl(format!("DROP ROLE {}", ident(role))),
     ]);
+    out
+}
+
+/// The repairs of all findings, in order, with the owner borrowed from
+/// `borrow_at` on when the runtime role does not hold it; a lasting
+/// membership is given up last, after the repairs that use it.
+fn repair_statements(
+    findings: &[Finding],
+    borrow_at: Option<usize>,
+    holds: bool,
+    owner: &str,
+    ctx: &PlanContext,
+) -> Vec<Statement> {
+    let repairs = |fs: &[Finding], lasting: bool| -> Vec<Statement> {
+        fs.iter()
+            .filter(|f| (f.code == "membership_lasting") == lasting)
+            .flat_map(|f| f.repair.iter().cloned())
+            .collect()
+    };
+    let Some(at) = borrow_at.filter(|_| !holds) else {
+        let mut out = repairs(findings, false);
+        out.extend(repairs(findings, true));
+        return out;
+    };
+    let mut out = repairs(&findings[..at], false);
+    let later = repairs(&findings[at..], false);
+    if !later.is_empty() {
+        let runtime = ctx.server.runtime_role.clone();
+        let owner = owner.to_string();
+        out.extend(render(
+            &Change::BorrowOwner {
+                owner: owner.clone(),
+                runtime: runtime.clone(),
+            },
+            ctx,
+        ));
+        out.extend(later);
+        out.extend(render(&Change::ReturnOwner { owner, runtime }, ctx));
+    }
+    out.extend(repairs(findings, true));
     out
 }
 
@@ -441,10 +509,16 @@ async fn verify_project(
             )));
         };
         let mut findings = Vec::new();
+        // Where the repairs start needing the owner's privileges (after any
+        // role the diff recreates).
+        let mut borrow_at = None;
         if row.state == "active" {
             let desired =
                 DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config);
             for ch in diff_project(&state, &desired, &ctx)? {
+                if matches!(ch, Change::BorrowOwner { .. }) {
+                    borrow_at = Some(findings.len());
+                }
                 let Some(mut finding) = from_change(&ch, &ctx) else {
                     continue;
                 };
@@ -488,12 +562,12 @@ async fn verify_project(
                 repair: render(&Change::ApplyExposure, &ctx),
             });
         }
+        let borrow_at =
+            borrow_at.or_else(|| state.role(&names.owner).is_some().then_some(findings.len()));
         findings.extend(extra_findings(conn, &db.server, names, &state, &row.isolation).await?);
         if repair {
-            let statements: Vec<Statement> = findings
-                .iter()
-                .flat_map(|f| f.repair.iter().cloned())
-                .collect();
+            let holds = state.runtime_inherits_owner && state.runtime_can_set_owner;
+            let statements = repair_statements(&findings, borrow_at, holds, &names.owner, &ctx);
             conn.run(&statements).await?;
             audit(
                 conn,

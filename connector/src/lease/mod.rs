@@ -9,6 +9,7 @@ use crate::db::{Conn, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::names::{ident, literal, AccessClass, LeaseRoles, ProjectNames, AUTHENTICATOR};
+use crate::plan::grant_role_sql;
 use crate::secrets::ConnectorSecrets;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -81,18 +82,16 @@ fn login_clause(password: Option<&Secret>, expires_at: &DateTime<Utc>) -> String
 }
 
 /// Plan a lease: one role (two for the service class), granted to the API's
-/// login role and the runtime role, and its registry row.
-pub fn plan_issue(request: LeaseRequest, server: &ServerInfo, now: DateTime<Utc>) -> PlannedLease {
+/// login role, and its registry row. The runtime role is not made a member:
+/// it takes the membership only inside the revocation that needs it (see
+/// `docs/decisions.md`).
+pub fn plan_issue(request: LeaseRequest, now: DateTime<Utc>) -> PlannedLease {
     let lease_id = Uuid::new_v4();
     let roles = LeaseRoles::new(lease_id);
     let expires_at = now + chrono::Duration::seconds(request.ttl_seconds as i64);
     let password = request.database.then(scram::new_password);
     let n = &request.names;
-    let members = format!(
-        "ROLE {}, {}",
-        ident(&request.api_authenticator),
-        ident(&server.runtime_role)
-    );
+    let members = format!("ROLE {}", ident(&request.api_authenticator));
     let mut statements = vec![Statement::ddl(format!(
         "CREATE ROLE {} {} INHERIT IN ROLE {} {members}",
         ident(&roles.main),
@@ -287,12 +286,24 @@ pub struct RevokeTarget {
     pub owner: String,
     /// Lease roles that still exist.
     pub roles: Vec<String>,
+    /// The runtime role already holds the owner's privileges.
+    pub holds_owner: bool,
 }
 
 /// Revoke leases inside the caller's transaction (contract §3.3 order):
 /// `NOLOGIN`, terminate sessions, `REASSIGN OWNED`, `DROP OWNED`, `DROP
 /// ROLE`, mark revoked. Returns the number of sessions terminated.
-pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Result<i64> {
+///
+/// Ending a lease role's sessions and taking apart what it owns need its
+/// privileges, and reassigning to the owner needs the owner's: the runtime
+/// role is granted the lease roles here (the grants go with `DROP ROLE`)
+/// and borrows each owner until the end of the transaction.
+pub async fn revoke(
+    conn: &Conn,
+    server: &ServerInfo,
+    targets: &[RevokeTarget],
+    reason: &str,
+) -> Result<i64> {
     if targets.is_empty() {
         return Ok(0);
     }
@@ -307,13 +318,20 @@ pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Resu
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let runtime = &server.runtime_role;
     let mut terminated = 0;
     if !all_roles.is_empty() {
         let nologin: String = all_roles
             .iter()
-            .map(|r| format!("ALTER ROLE {} NOLOGIN;", ident(r)))
+            .map(|r| {
+                format!(
+                    "{}; ALTER ROLE {} NOLOGIN;",
+                    grant_role_sql(r, runtime, false, server),
+                    ident(r)
+                )
+            })
             .collect();
-        conn.batch(&nologin, all_roles.len() as u32).await?;
+        conn.batch(&nologin, 2 * all_roles.len() as u32).await?;
         let row = conn
             .query_one(
                 "select count(*) filter (where pg_terminate_backend(pid, 5000)) from pg_stat_activity where usename = any($1)",
@@ -323,10 +341,16 @@ pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Resu
         terminated = row.get::<_, i64>(0);
     }
     let mut statements = Vec::new();
-    let mut owners: Vec<&str> = targets.iter().map(|t| t.owner.as_str()).collect();
+    let mut returns = Vec::new();
+    // Owners in a fixed order, so concurrent revocations borrow them in the
+    // same order and cannot deadlock.
+    let mut owners: Vec<(&str, bool)> = targets
+        .iter()
+        .map(|t| (t.owner.as_str(), t.holds_owner))
+        .collect();
     owners.sort_unstable();
-    owners.dedup();
-    for owner in owners {
+    owners.dedup_by_key(|o| o.0);
+    for (owner, holds) in owners {
         let roles: Vec<String> = targets
             .iter()
             .filter(|t| t.owner == owner)
@@ -334,6 +358,14 @@ pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Resu
             .collect();
         if roles.is_empty() {
             continue;
+        }
+        if !holds {
+            statements.push(Statement::ddl(grant_role_sql(owner, runtime, true, server)));
+            returns.push(Statement::ddl(format!(
+                "REVOKE {} FROM {}",
+                ident(owner),
+                ident(runtime)
+            )));
         }
         statements.push(Statement::ddl(format!(
             "REASSIGN OWNED BY {} TO {}",
@@ -343,6 +375,7 @@ pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Resu
         statements.push(Statement::ddl(format!("DROP OWNED BY {}", quoted(&roles))));
         statements.push(Statement::ddl(format!("DROP ROLE {}", quoted(&roles))));
     }
+    statements.extend(returns);
     let ids: Vec<Uuid> = targets.iter().map(|t| t.lease_id).collect();
     statements.push(Statement::with(
         "update supabase_connector.leases set revoked_at = now(), revoke_reason = $2 where lease_id = any($1) and revoked_at is null",
@@ -353,11 +386,14 @@ pub async fn revoke(conn: &Conn, targets: &[RevokeTarget], reason: &str) -> Resu
 }
 
 /// SQL selecting revoke targets: lease id, owner role, existing lease roles,
-/// whether it is already revoked, its project. Callers append their own
-/// `where` clause over `l` (leases) and `p` (projects).
+/// whether it is already revoked, its project, whether the runtime role
+/// holds the owner's privileges. Callers append their own `where` clause
+/// over `l` (leases) and `p` (projects).
 pub const REVOKE_TARGETS_SQL: &str = "select l.lease_id, p.schema_name || '_owner' as owner, \
      array(select r.rolname::text from pg_roles r where r.rolname in (l.role_name, l.anon_role_name)) as roles, \
-     l.revoked_at is not null as revoked, l.project \
+     l.revoked_at is not null as revoked, l.project, \
+     coalesce((select pg_has_role(current_user, o.oid, 'USAGE') from pg_roles o \
+               where o.rolname = p.schema_name || '_owner'), false) as holds_owner \
      from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project";
 
 /// Map rows of [`REVOKE_TARGETS_SQL`].
@@ -367,6 +403,7 @@ pub fn revoke_targets(rows: &[tokio_postgres::Row]) -> Vec<RevokeTarget> {
             lease_id: r.get(0),
             owner: r.get(1),
             roles: r.get(2),
+            holds_owner: r.get(5),
         })
         .collect()
 }
