@@ -160,9 +160,11 @@ select json_build_object(
   'memberships', coalesce((select json_agg(json_build_object(
       'role', g.rolname, 'member', m.rolname, 'admin', am.admin_option,
       'grantor', am.grantor::regrole::text {membership_options}))
-    from pg_auth_members am join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
-    where (am.roleid in (select oid from r) or am.member in (select oid from r))
-      and m.rolname not like 'lease\_%'), '[]'),
+    from (select * from pg_auth_members where roleid in (select oid from r)
+          union
+          select * from pg_auth_members where member in (select oid from r)) am
+    join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
+    where m.rolname not like 'lease\_%'), '[]'),
   'runtime_inherits_owner', coalesce((select pg_has_role(current_user, oid, 'USAGE') from own), false),
   'runtime_can_set_owner', coalesce((select pg_has_role(current_user, oid, '{set_privilege}') from own), false),
   'schema', (select json_build_object('owner', nspowner::regrole::text, 'grants', coalesce((

@@ -162,6 +162,19 @@ impl LeaseRoles {
             main,
         }
     }
+
+    /// Whether `name` has the shape of a lease role (`lease_<32 hex>`,
+    /// optionally `_anon`).
+    pub fn is_lease_role(name: &str) -> bool {
+        let hex = name
+            .strip_prefix("lease_")
+            .map(|rest| rest.strip_suffix("_anon").unwrap_or(rest));
+        hex.is_some_and(|h| {
+            h.len() == 32
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    }
 }
 
 /// Quote an SQL identifier. Names are validated before they get here; quoting
@@ -226,6 +239,17 @@ mod tests {
         let r = LeaseRoles::new(Uuid::new_v4());
         assert_eq!(r.main.len(), 38);
         assert!(r.anon.len() <= 63);
+        assert!(LeaseRoles::is_lease_role(&r.main) && LeaseRoles::is_lease_role(&r.anon));
+        for other in [
+            "lease_",
+            "lease_xyz",
+            "proj_a_owner",
+            "postgres",
+            &format!("{}_x", r.main),
+            &r.main.to_uppercase(),
+        ] {
+            assert!(!LeaseRoles::is_lease_role(other), "{other}");
+        }
     }
 
     #[test]

@@ -279,7 +279,9 @@ $$;
 --    a project's role to anything outside that project.
 
 -- The project a role belongs to (its class roles, owner, dedicated
--- authenticator, or one of its leases), or null.
+-- authenticator, or one of its leases), or null. Index lookups only (it
+-- runs on every GRANT and drop): the schema is the role name less its
+-- suffix, and a lease's anon role is its role name plus `_anon`.
 create or replace function supabase_connector.project_of_role(p_role text)
 returns text
 language sql
@@ -289,13 +291,17 @@ set search_path = pg_catalog, pg_temp
 as $$
   select p.schema_name
   from supabase_connector.projects p
-  where p_role in (p.schema_name || '_owner', p.schema_name || '_service_role',
-                   p.schema_name || '_authenticated', p.schema_name || '_anon',
-                   p.schema_name || '_authenticator')
+  where p.schema_name = any (array[
+          case when p_role like '%\_owner' then left(p_role, -6) end,
+          case when p_role like '%\_service\_role' then left(p_role, -13) end,
+          case when p_role like '%\_authenticated' then left(p_role, -14) end,
+          case when p_role like '%\_anon' then left(p_role, -5) end,
+          case when p_role like '%\_authenticator' then left(p_role, -14) end])
   union all
   select p.schema_name
   from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project
-  where l.role_name = p_role or l.anon_role_name = p_role
+  where l.role_name in (p_role, left(p_role, -5))
+    and (l.role_name = p_role or l.anon_role_name = p_role)
   limit 1
 $$;
 
@@ -316,6 +322,14 @@ as $$
     where r.rolname in (nsp.nspname || '_owner', nsp.nspname || '_service_role',
                         nsp.nspname || '_authenticated', nsp.nspname || '_anon',
                         nsp.nspname || '_authenticator')
+  ), project_roles as (
+    select oid from allowed
+    union
+    select r.oid
+    from nsp
+    join supabase_connector.projects p on p.schema_name = nsp.nspname
+    join supabase_connector.leases l on l.project = p.slug and l.revoked_at is null
+    join pg_roles r on r.rolname in (l.role_name, l.anon_role_name)
   ), acls as (
     select 'SCHEMA' as kind, quote_ident(nsp.nspname) as object, nsp.nspowner as owner,
            coalesce(nsp.nspacl, acldefault('n', nsp.nspowner)) as acl
@@ -346,10 +360,7 @@ as $$
                               when 'f' then 'FUNCTIONS' when 'T' then 'TYPES' when 'n' then 'SCHEMAS'
                               else 'LARGE OBJECTS' end,
            d.defaclrole::regrole::text, d.defaclrole, d.defaclacl
-    from pg_default_acl d, nsp
-    where d.defaclnamespace = 0
-      and (d.defaclrole in (select oid from allowed)
-           or supabase_connector.project_of_role(d.defaclrole::regrole::text) = nsp.nspname)
+    from project_roles pr join pg_default_acl d on d.defaclrole = pr.oid and d.defaclnamespace = 0
   )
   select a.kind, a.object,
          case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,

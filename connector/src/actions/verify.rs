@@ -7,7 +7,7 @@ use crate::db::{Conn, Lock, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::inspect::{project_state, ProjectState};
 use crate::model::DesiredProject;
-use crate::names::{ident, ProjectNames, Slug, AUTH_ROLE};
+use crate::names::{ident, LeaseRoles, ProjectNames, Slug, AUTH_ROLE};
 use crate::plan::{diff_project, grant_role_sql, render, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
@@ -221,10 +221,18 @@ async fn extra_findings(
                 ident(&names.schema),
                 &k["DEFAULT ".len()..]
             ))],
-            k if k.starts_with("GLOBAL DEFAULT ") => vec![Statement::ddl(format!(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {object} REVOKE ALL ON {} FROM {grantee}",
-                &k["GLOBAL DEFAULT ".len()..]
-            ))],
+            k if k.starts_with("GLOBAL DEFAULT ") => {
+                let mut repair = Vec::new();
+                if LeaseRoles::is_lease_role(object) {
+                    // the runtime role holds no lease role until it revokes it
+                    repair.push(Statement::ddl(grant_role_sql(object, &server.runtime_role, false, server)));
+                }
+                repair.push(Statement::ddl(format!(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {object} REVOKE ALL ON {} FROM {grantee}",
+                    &k["GLOBAL DEFAULT ".len()..]
+                )));
+                repair
+            }
             "COLUMN" => split_column(object)
                 .map(|(table, column)| vec![Statement::ddl(format!("REVOKE ALL ({column}) ON TABLE {table} FROM {grantee}"))])
                 .unwrap_or_default(),
