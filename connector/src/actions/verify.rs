@@ -193,10 +193,12 @@ async fn extra_findings(
                coalesce((select json_agg(json_build_object('role', r.rolname, 'member', pg_has_role(current_user, r.oid, 'USAGE'),
                                   'admin', exists (select 1 from pg_auth_members a where a.roleid = r.oid
                                                    and a.member = (select oid from pg_roles where rolname = current_user) and a.admin_option))
-                                  order by r.rolname) from pg_roles r
-                         where r.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
-                           and exists (select 1 from pg_auth_members m join pg_roles g on g.oid = m.roleid
-                                       where m.member = r.oid and g.rolname = any($2))
+                                  order by r.rolname)
+                         -- from the class roles' members (offset 0 keeps it the driving side)
+                         from (select distinct m.member from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                               where g.rolname = any($2) offset 0) cm
+                         join pg_roles r on r.oid = cm.member
+                         where r.rolname::text ~ '^lease_[0-9a-f]{32}(_anon)?$'
                            and not exists (select 1 from supabase_connector.leases l where l.revoked_at is null
                                            and r.rolname in (l.role_name, l.anon_role_name))), '[]'),
                coalesce((select json_agg(json_build_object('lease_id', l.lease_id,
