@@ -175,6 +175,18 @@ def test_postgres_down_between_actions(fstack: Stack, fex: SupabaseExecutor) -> 
     assert clean(fex, slug) == [] and clean(fex, other) == []
 
 
+def test_sslmode_against_a_server_without_tls(fstack: Stack) -> None:
+    """The stack's server has no TLS: `prefer` falls back to a plain
+    connection, `require` refuses clearly (TLS is set up only when a server
+    accepts it, so neither pays for it)."""
+    with create_executor(connector_config(fstack, database={"sslmode": "prefer"})) as ex:
+        assert ex.execute("reap_expired_leases", {})["reaped"] is not None
+    with create_executor(connector_config(fstack, database={"sslmode": "require"})) as ex:
+        with pytest.raises(DatabaseUnavailable) as err:
+            ex.execute("reap_expired_leases", {})
+        assert "TLS" in str(err.value) or "ssl" in str(err.value).lower(), str(err.value)
+
+
 def test_postgres_restart_in_the_middle_of_an_action(fstack: Stack) -> None:
     """An upsert that has already granted schema USAGE waits for a table lock
     (to enable RLS) when PostgreSQL goes down: afterwards neither change is

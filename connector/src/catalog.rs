@@ -38,16 +38,50 @@ fn validator(action: &str) -> Option<&'static jsonschema::Validator> {
     let cell = cells.get(action)?;
     Some(cell.get_or_init(|| {
         let cat = catalog();
-        let mut schema = cat["actions"][action]["params"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        schema.insert("$defs".into(), cat["$defs"].clone());
+        let params = &cat["actions"][action]["params"];
+        let mut schema = params.as_object().cloned().unwrap_or_default();
+        schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .build(&Value::Object(schema))
             .unwrap_or_else(|e| panic!("catalog schema of {action} is invalid: {e}"))
     }))
+}
+
+/// The `$defs` a schema refers to, directly or through each other. Only
+/// these are compiled: the validator compiles every definition it is given,
+/// and the result definitions (leases, plans, findings) would triple the
+/// start-up cost of a CLI run.
+fn referenced_defs(schema: &Value) -> Map<String, Value> {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(name) = m
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                {
+                    out.push(name.to_string());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let defs = &catalog()["$defs"];
+    let mut found = Map::new();
+    let mut todo = Vec::new();
+    refs(schema, &mut todo);
+    while let Some(name) = todo.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        let def = defs[name.as_str()].clone();
+        refs(&def, &mut todo);
+        found.insert(name, def);
+    }
+    found
 }
 
 /// Validate `params` for `action` and return them with schema defaults filled
@@ -179,6 +213,17 @@ mod tests {
         assert!(paths.contains(&"/project"), "{paths:?}");
         assert!(paths.contains(&"/expose"), "{paths:?}");
         assert!(paths.contains(&"/"), "{paths:?}"); // the unknown key
+    }
+
+    #[test]
+    fn only_referenced_definitions_are_compiled() {
+        let params = &catalog()["actions"]["upsert_database_access"]["params"];
+        let defs = referenced_defs(params);
+        // direct ($defs/principal) and indirect (principal -> uuid, service_id)
+        for name in ["project", "principal", "uuid", "service_id"] {
+            assert!(defs.contains_key(name), "{name} missing: {:?}", defs.keys());
+        }
+        assert!(!defs.contains_key("lease") && !defs.contains_key("finding"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::tls::LazyTls;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
@@ -372,7 +373,7 @@ pub struct Database {
     pub server: ServerInfo,
     /// How to reach the server (for sessions logged in as a lease).
     base: tokio_postgres::Config,
-    tls: postgres_native_tls::MakeTlsConnector,
+    tls: LazyTls,
     /// Statements and round trips of every connection of the pool.
     pub totals: Arc<Totals>,
 }
@@ -416,18 +417,18 @@ impl Database {
         };
         let port = pg.get_ports().first().copied().unwrap_or(5432);
 
-        let mut tls = native_tls::TlsConnector::builder();
-        if let Some(ca) = &config.database.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| Error::invalid(format!("database.ca_file: {e}")))?;
-            let cert = native_tls::Certificate::from_pem(&pem)
-                .map_err(|e| Error::invalid(format!("database.ca_file: {e}")))?;
-            tls.add_root_certificate(cert);
-        }
-        let tls = tls
-            .build()
-            .map_err(|e| Error::internal(format!("TLS: {e}")))?;
-        let tls = postgres_native_tls::MakeTlsConnector::new(tls);
+        let root = match &config.database.ca_file {
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| Error::invalid(format!("database.ca_file: {e}")))?;
+                Some(
+                    native_tls::Certificate::from_pem(&pem)
+                        .map_err(|e| Error::invalid(format!("database.ca_file: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let tls = LazyTls::new(root);
         let base = pg.clone();
         let manager = Manager::from_config(
             pg,

@@ -35,6 +35,7 @@ pub mod plan;
 pub mod secrets;
 pub mod sqlscan;
 pub mod stack;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};
