@@ -356,3 +356,30 @@ def test_200_concurrent_leases_then_reap(executor: SupabaseExecutor, api: pgrest
     for x in lasting[:20]:
         assert api.allowed(x["api"]["access_token"], s, "select 1")
     assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
+
+
+def test_concurrent_revocations_borrow_the_owner_without_conflict(executor: SupabaseExecutor, admin: Admin) -> None:
+    """Every revocation borrows the project's owner for its transaction:
+    many at once on one project (and on two), mixed with upserts that
+    borrow it too, all succeed and leave no membership behind."""
+    slugs = [new_slug("rv"), new_slug("rv")]
+    for s in slugs:
+        upsert(executor, s, issue_lease=False)
+    leases = [lease(executor, slugs[i % 2]) for i in range(48)]
+    for x in leases[:4]:  # some hold objects, so REASSIGN OWNED has work
+        with psycopg.connect(x["database"]["url"], autocommit=True) as conn:
+            conn.execute(f"create table t_{x['lease_id'][:8]} (id int)")
+
+    def act(i: int) -> Any:
+        if i % 8 == 7:
+            return executor.execute("upsert_database_project_access", {"project": slugs[i % 2], "issue_lease": False})
+        return executor.execute("revoke_database_lease", {"lease_id": leases[i]["lease_id"]})
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(act, range(48)))
+    assert all(r["revoked"] for i, r in enumerate(results) if i % 8 != 7)
+    for s in slugs:
+        assert admin.value("select pg_has_role('postgres', %s, 'USAGE')", (f"proj_{s}_owner",)) is False
+        assert admin.value("select count(*) from pg_tables where schemaname = %s and tableowner <> %s",
+                           (f"proj_{s}", f"proj_{s}_owner")) == 0
+        assert executor.execute("verify_database_project", {"project": s})["clean"] is True
