@@ -499,7 +499,7 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
         Change::GrantRole { role, member, set } => grant_role_sql(role, member, *set, ctx.server),
         Change::BorrowOwner { owner, runtime } => grant_role_sql(owner, runtime, true, ctx.server),
         Change::RevokeRole { role, member } | Change::ReturnOwner { owner: role, runtime: member } => {
-            format!("REVOKE {} FROM {}", ident(role), ident(member))
+            revoke_role_sql(role, member)
         }
         Change::CreateLoginRole { role } => format!("CREATE ROLE {} LOGIN NOINHERIT", ident(role)),
         Change::GrantToLoginRole { role, member } => {
@@ -572,6 +572,12 @@ pub fn grant_role_sql(role: &str, member: &str, set: bool, server: &ServerInfo) 
         (false, _) => "",
     };
     format!("GRANT {} TO {}{options}", ident(role), ident(member))
+}
+
+/// `REVOKE role FROM member`: on PostgreSQL 16+ it removes the grant the
+/// current role made, not one made by another grantor.
+pub fn revoke_role_sql(role: &str, member: &str) -> String {
+    format!("REVOKE {} FROM {}", ident(role), ident(member))
 }
 
 fn grantee_sql(grantee: &str) -> String {

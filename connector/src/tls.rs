@@ -45,8 +45,9 @@ impl LazyTls {
             .map_err(Into::into)
     }
 
-    /// Whether the connector has been built (for tests).
-    pub fn is_built(&self) -> bool {
+    /// Whether the connector has been built.
+    #[cfg(test)]
+    fn is_built(&self) -> bool {
         self.connector.get().is_some()
     }
 }

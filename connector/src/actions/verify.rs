@@ -5,10 +5,10 @@ use super::{audit, in_transaction, project_names};
 use crate::apply::Audit;
 use crate::db::{Conn, Lock, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
-use crate::inspect::{project_state, ProjectState};
+use crate::inspect::{project_state, Membership, ProjectState};
 use crate::model::DesiredProject;
 use crate::names::{ident, LeaseRoles, ProjectNames, Slug, AUTH_ROLE};
-use crate::plan::{diff_project, grant_role_sql, render, Change, PlanContext};
+use crate::plan::{diff_project, grant_role_sql, render, revoke_role_sql, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -318,33 +318,31 @@ async fn extra_findings(
                 && [&names.service_role, &names.authenticated, &names.anon]
                     .contains(&&role.to_string()))
     };
+    // On 16+ a membership can only be revoked by its grantor (or a
+    // superuser): one granted by a superuser is reported, not repaired.
+    let revocable = |m: &Membership| {
+        !server.pg16_grants() || m.grantor.as_deref().unwrap_or(runtime) == runtime
+    };
     for m in &state.memberships {
         if m.role == names.owner && m.member == runtime && !m.admin {
             // Borrowed per transaction, never kept: a lasting grant (from an
             // earlier version) makes every membership check of the runtime
             // role walk one more role per project.
-            let revocable = !server.pg16_grants() || m.grantor.as_deref() == Some(runtime);
-            if revocable {
+            if revocable(m) {
                 out.push(Finding {
                     code: "membership_lasting",
                     severity: "warning",
                     object: format!("{} in {}", m.member, m.role),
                     expected: "borrowed only while an action needs it".into(),
                     actual: "kept".into(),
-                    repair: vec![Statement::ddl(format!(
-                        "REVOKE {} FROM {}",
-                        ident(&m.role),
-                        ident(&m.member)
-                    ))],
+                    repair: vec![Statement::ddl(revoke_role_sql(&m.role, &m.member))],
                 });
             }
             continue;
         }
         if !allowed(&m.role, &m.member) {
-            // On 16+ a membership can only be revoked by its grantor (or a
-            // superuser): one granted by a superuser is reported, not repaired.
             let grantor = m.grantor.as_deref().unwrap_or(runtime);
-            let revocable = !server.pg16_grants() || grantor == runtime;
+            let revocable = revocable(m);
             out.push(Finding {
                 code: "membership_extra",
                 severity: "error",
@@ -356,11 +354,7 @@ async fn extra_findings(
                     format!("member, granted by {grantor}: revoke it as {grantor} or a superuser")
                 },
                 repair: if revocable {
-                    vec![Statement::ddl(format!(
-                        "REVOKE {} FROM {}",
-                        ident(&m.role),
-                        ident(&m.member)
-                    ))]
+                    vec![Statement::ddl(revoke_role_sql(&m.role, &m.member))]
                 } else {
                     vec![]
                 },

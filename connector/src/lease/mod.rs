@@ -9,7 +9,7 @@ use crate::db::{Conn, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::names::{ident, literal, AccessClass, LeaseRoles, ProjectNames, AUTHENTICATOR};
-use crate::plan::grant_role_sql;
+use crate::plan::{grant_role_sql, revoke_role_sql};
 use crate::secrets::ConnectorSecrets;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -361,11 +361,7 @@ pub async fn revoke(
         }
         if !holds {
             statements.push(Statement::ddl(grant_role_sql(owner, runtime, true, server)));
-            returns.push(Statement::ddl(format!(
-                "REVOKE {} FROM {}",
-                ident(owner),
-                ident(runtime)
-            )));
+            returns.push(Statement::ddl(revoke_role_sql(owner, runtime)));
         }
         statements.push(Statement::ddl(format!(
             "REASSIGN OWNED BY {} TO {}",
