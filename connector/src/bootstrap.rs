@@ -7,7 +7,12 @@ use crate::error::{Error, Result};
 use crate::names::ident;
 use serde_json::{json, Value};
 
-const V1: &str = include_str!("../../sql/bootstrap/v1.sql");
+/// The bootstrap scripts, applied in order in one transaction; each is
+/// idempotent and brings a registry of the version before it up to its own.
+const SCRIPTS: [&str; 2] = [
+    include_str!("../../sql/bootstrap/v1.sql"),
+    include_str!("../../sql/bootstrap/v2.sql"),
+];
 
 /// Run the bootstrap SQL in one transaction as the configured superuser.
 /// `runtime_role` is the role actions will run as (`postgres` on Supabase).
@@ -63,7 +68,9 @@ pub async fn run(
             &[&runtime_role],
         )
         .await?;
-        conn.batch(V1, 1).await?;
+        for script in SCRIPTS {
+            conn.batch(script, 1).await?;
+        }
         conn.commit().await
     }
     .await;

@@ -20,6 +20,10 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// The secret as a bind parameter.
+    pub(crate) fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -37,6 +41,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub lease: LeaseConfig,
     pub exposure: ExposureConfig,
+    /// Default per-project limits (a project's `limits` parameter overrides them).
+    pub limits: Limits,
 }
 
 #[derive(Clone, Deserialize)]
@@ -213,6 +219,84 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
             .filter(|x| !x.is_empty())
             .collect(),
     })
+}
+
+/// Statement timeouts of a project's access classes, in milliseconds (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassTimeouts {
+    pub anon: u64,
+    pub authenticated: u64,
+    pub service_role: u64,
+}
+
+impl Default for ClassTimeouts {
+    /// Stock Supabase's: `anon` 3 s, `authenticated` 8 s, `service_role` none.
+    fn default() -> Self {
+        ClassTimeouts {
+            anon: 3000,
+            authenticated: 8000,
+            service_role: 0,
+        }
+    }
+}
+
+/// What one project may take of the shared database (docs/operations.md
+/// "Limits"). Durations in milliseconds, 0 = none.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Per access class: a role setting of the class role (what PostgREST
+    /// applies per request) and of database leases of that class.
+    pub statement_timeout: ClassTimeouts,
+    /// For database lease sessions.
+    pub idle_in_transaction_session_timeout: u64,
+    /// `CONNECTION LIMIT` of each lease login role.
+    pub connection_limit: u32,
+    /// Live database leases of the project at once (0: no limit).
+    pub max_database_leases: u32,
+    /// Size above which `describe` and `verify` warn (nothing is blocked).
+    pub max_size_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            statement_timeout: ClassTimeouts::default(),
+            idle_in_transaction_session_timeout: 60_000,
+            connection_limit: 10,
+            max_database_leases: 50,
+            max_size_bytes: None,
+        }
+    }
+}
+
+impl Limits {
+    /// `self` with the keys present in `partial` (the JSON of a `limits`
+    /// parameter, already schema-checked) taken from it.
+    pub fn merged(&self, partial: &Value) -> Result<Limits> {
+        let mut merged = serde_json::to_value(self)?;
+        merge_json(&mut merged, partial);
+        serde_json::from_value(merged)
+            .map_err(|e| Error::invalid_at("/limits", format!("invalid limits: {e}")))
+    }
+}
+
+/// Overlay `patch` on `base`, object keys recursively.
+fn merge_json(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge_json(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
 }
 
 impl Config {

@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// The bootstrap version this build of the connector works with.
-pub const BOOTSTRAP_VERSION: i32 = 1;
+pub const BOOTSTRAP_VERSION: i32 = 2;
 
 /// Facts about the server, read once per pool.
 #[derive(Debug, Clone)]
@@ -52,6 +52,8 @@ pub enum Param {
     UuidArray(Vec<Uuid>),
     Time(DateTime<Utc>),
     Json(Value),
+    /// A secret value (a SCRAM verifier): sent as a parameter, shown as `***`.
+    Secret(Secret),
 }
 
 impl Param {
@@ -67,6 +69,7 @@ impl Param {
             Param::UuidArray(v) => v,
             Param::Time(v) => v,
             Param::Json(v) => v,
+            Param::Secret(v) => v.as_sql(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Param {
             Param::UuidArray(v) => Value::from(v.iter().map(Uuid::to_string).collect::<Vec<_>>()),
             Param::Time(v) => Value::from(v.to_rfc3339()),
             Param::Json(v) => v.clone(),
+            Param::Secret(_) => Value::from("***"),
         }
     }
 }
@@ -173,13 +177,23 @@ impl Totals {
 }
 
 /// A pooled connection for one action.
+///
+/// `BEGIN` (with the action's advisory lock) is not sent on its own: it
+/// travels in the same round trip as the first statement after it, and
+/// [`Conn::commit_after`] sends the last statements and `COMMIT` together.
 pub struct Conn {
     obj: Option<Object>,
     in_tx: AtomicBool,
     session_lock: AtomicBool,
+    /// `BEGIN; …` waiting to go out with the next statement.
+    pending_begin: std::sync::Mutex<Option<String>>,
     pub stats: Stats,
     totals: Arc<Totals>,
 }
+
+type Pending<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>,
+>;
 
 impl Conn {
     fn count(&self, statements: u32, round_trips: u32) {
@@ -196,30 +210,135 @@ impl Conn {
         self.obj.as_ref().expect("connection present")
     }
 
-    /// `sql` prepared once per connection: later calls skip the Parse round
-    /// trip and, once PostgreSQL settles on a generic plan, the planning.
-    /// Every statement text passed here is a constant of the connector (no
-    /// values spliced in), so the per-connection cache stays small.
-    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+    fn take_begin(&self) -> Option<String> {
+        self.pending_begin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Prepare every parameterized statement not yet prepared on this
+    /// connection (their Parse messages pipelined: one round trip, none when
+    /// all are cached). Every statement text is a constant of the connector
+    /// (values go as parameters), so the per-connection cache stays small.
+    async fn prepare_all(&self, statements: &[&str]) -> Result<()> {
         let obj = self.obj.as_ref().expect("connection present");
         let before = obj.statement_cache.size();
-        let statement = obj.prepare_cached(sql).await?;
+        futures_util::future::try_join_all(statements.iter().map(|s| obj.prepare_cached(s)))
+            .await?;
         if obj.statement_cache.size() != before {
             self.count(0, 1);
         }
-        Ok(statement)
+        Ok(())
+    }
+
+    /// Send statements in order, in one round trip (after any pending
+    /// `BEGIN`, and followed by `COMMIT` with `commit`), and return each
+    /// one's rows (parameterless statements, sent as one simple-protocol
+    /// batch, return none).
+    ///
+    /// Statements are all prepared before anything is sent: one that still
+    /// had to be prepared would otherwise go out only after that round trip,
+    /// behind later ones, out of the plan's order.
+    async fn pipeline(&self, statements: &[Statement], commit: bool) -> Result<Vec<Vec<Row>>> {
+        let with_params: Vec<&str> = statements
+            .iter()
+            .filter(|s| !s.params.is_empty())
+            .map(|s| s.sql.as_str())
+            .collect();
+        self.prepare_all(&with_params).await?;
+        let client = self.client();
+        let obj = self.obj.as_ref().expect("connection present");
+        let begin = self.take_begin();
+        let mut futures: Vec<Pending<'_>> = Vec::new();
+        // which future answers which statement (None: a batch of DDL)
+        let mut owners: Vec<Option<usize>> = Vec::new();
+        let mut sent = 0u32;
+        let batch = |sql: String| -> Pending<'_> {
+            Box::pin(async move { client.batch_execute(&sql).await.map(|_| Vec::new()) })
+        };
+        if let Some(sql) = begin {
+            futures.push(batch(sql));
+            owners.push(None);
+        }
+        let mut ddl = String::new();
+        for (i, s) in statements.iter().enumerate() {
+            sent += 1;
+            if s.params.is_empty() {
+                ddl.push_str(&s.sql);
+                ddl.push_str(";\n");
+                continue;
+            }
+            if !ddl.is_empty() {
+                futures.push(batch(std::mem::take(&mut ddl)));
+                owners.push(None);
+            }
+            futures.push(Box::pin(async move {
+                let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(Param::as_sql).collect();
+                let statement = obj.prepare_cached(&s.sql).await?;
+                client.query(&statement, &params).await
+            }));
+            owners.push(Some(i));
+        }
+        if commit {
+            ddl.push_str("COMMIT");
+            sent += 1;
+        }
+        if !ddl.is_empty() {
+            futures.push(batch(ddl));
+            owners.push(None);
+        }
+        if futures.is_empty() {
+            return Ok(vec![Vec::new(); statements.len()]);
+        }
+        let result = futures_util::future::try_join_all(futures).await;
+        self.count(sent, 1);
+        let answers = result?;
+        if commit {
+            self.in_tx.store(false, Ordering::Relaxed);
+        }
+        let mut rows = vec![Vec::new(); statements.len()];
+        for (owner, answer) in owners.into_iter().zip(answers) {
+            if let Some(i) = owner {
+                rows[i] = answer;
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.prepare_all(&[sql]).await?;
+        let obj = self.obj.as_ref().expect("connection present");
+        let statement = obj.prepare_cached(sql).await?;
+        let client = self.client();
+        let rows = match self.take_begin() {
+            Some(begin) => {
+                self.count(1, 0);
+                let (_, rows) = futures_util::future::try_join(
+                    client.batch_execute(&begin),
+                    client.query(&statement, params),
+                )
+                .await?;
+                rows
+            }
+            None => client.query(&statement, params).await?,
+        };
+        self.count(1, 1);
+        Ok(rows)
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let statement = self.prepared(sql).await?;
-        self.count(1, 1);
-        Ok(self.client().query(&statement, params).await?)
+        self.one(sql, params).await
     }
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        let statement = self.prepared(sql).await?;
-        self.count(1, 1);
-        Ok(self.client().query_one(&statement, params).await?)
+        let mut rows = self.one(sql, params).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::internal(format!(
+                "expected one row, the query returned {n}"
+            ))),
+        }
     }
 
     pub async fn query_opt(
@@ -227,21 +346,49 @@ impl Conn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
-        let statement = self.prepared(sql).await?;
-        self.count(1, 1);
-        Ok(self.client().query_opt(&statement, params).await?)
+        let mut rows = self.one(sql, params).await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(Some(rows.remove(0))),
+            n => Err(Error::internal(format!(
+                "expected at most one row, the query returned {n}"
+            ))),
+        }
     }
 
+    /// A statement's affected row count.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let statement = self.prepared(sql).await?;
+        self.prepare_all(&[sql]).await?;
+        let obj = self.obj.as_ref().expect("connection present");
+        let statement = obj.prepare_cached(sql).await?;
+        let client = self.client();
+        let n = match self.take_begin() {
+            Some(begin) => {
+                self.count(1, 0);
+                futures_util::future::try_join(
+                    client.batch_execute(&begin),
+                    client.execute(&statement, params),
+                )
+                .await?
+                .1
+            }
+            None => client.execute(&statement, params).await?,
+        };
         self.count(1, 1);
-        Ok(self.client().execute(&statement, params).await?)
+        Ok(n)
     }
 
     /// Several parameterless statements in one round trip (simple protocol).
     pub async fn batch(&self, sql: &str, statements: u32) -> Result<()> {
+        let sql = match self.take_begin() {
+            Some(begin) => {
+                self.count(1, 0);
+                format!("{begin};\n{sql}")
+            }
+            None => sql.to_string(),
+        };
         self.count(statements, 1);
-        Ok(self.client().batch_execute(sql).await?)
+        Ok(self.client().batch_execute(&sql).await?)
     }
 
     /// Run planned statements in order, pipelined: one round trip in all.
@@ -249,63 +396,20 @@ impl Conn {
         if statements.is_empty() {
             return Ok(());
         }
-        let client = self.client();
-        let obj = self.obj.as_ref().expect("connection present");
-        // Parameterized statements not yet prepared on this connection cost
-        // one more round trip (their Parse, pipelined together).
-        let cache_size = obj.statement_cache.size();
-        // Parse them all before anything is sent: a statement that still had
-        // to be prepared would send its Execute only after that round trip,
-        // behind later statements, out of the plan's order (a lease role
-        // dropped before its sessions are terminated, the exposure computed
-        // before the registry row it reads is written).
-        futures_util::future::try_join_all(
-            statements
-                .iter()
-                .filter(|s| !s.params.is_empty())
-                .map(|s| obj.prepare_cached(&s.sql)),
-        )
-        .await?;
-        let mut futures = Vec::new();
-        let mut ddl = String::new();
-        let flush = |ddl: &mut String, futures: &mut Vec<_>| {
-            if !ddl.is_empty() {
-                let sql = std::mem::take(ddl);
-                futures.push(
-                    Box::pin(async move { client.batch_execute(&sql).await.map(|_| ()) })
-                        as std::pin::Pin<
-                            Box<
-                                dyn std::future::Future<Output = Result<(), tokio_postgres::Error>>
-                                    + Send
-                                    + '_,
-                            >,
-                        >,
-                );
-            }
-        };
-        for s in statements {
-            if s.params.is_empty() {
-                ddl.push_str(&s.sql);
-                ddl.push_str(";\n");
-            } else {
-                flush(&mut ddl, &mut futures);
-                futures.push(Box::pin(async move {
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        s.params.iter().map(Param::as_sql).collect();
-                    let statement = obj.prepare_cached(&s.sql).await?;
-                    client.execute(&statement, &params).await.map(|_| ())
-                }));
-            }
-        }
-        flush(&mut ddl, &mut futures);
-        let result = futures_util::future::try_join_all(futures).await;
-        let parsed = u32::from(obj.statement_cache.size() != cache_size);
-        self.count(statements.len() as u32, 1 + parsed);
-        result?;
-        Ok(())
+        self.pipeline(statements, false).await.map(|_| ())
     }
 
-    /// `BEGIN` and the action's advisory lock, in one round trip.
+    /// Run planned statements and return each one's rows.
+    pub async fn run_rows(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
+        self.pipeline(statements, false).await
+    }
+
+    /// Run the last statements of a transaction and `COMMIT`, in one round trip.
+    pub async fn commit_after(&self, statements: &[Statement]) -> Result<()> {
+        self.pipeline(statements, true).await.map(|_| ())
+    }
+
+    /// `BEGIN` and the action's advisory lock; sent with the next statement.
     pub async fn begin(&self, lock: Lock<'_>) -> Result<()> {
         let sql = match lock {
             Lock::Project(schema) => format!(
@@ -321,8 +425,8 @@ impl Conn {
             Lock::None => "BEGIN".to_string(),
         };
         self.in_tx.store(true, Ordering::Relaxed);
-        let n = if matches!(lock, Lock::None) { 1 } else { 2 };
-        self.batch(&sql, n).await
+        *self.pending_begin.lock().unwrap_or_else(|e| e.into_inner()) = Some(sql);
+        Ok(())
     }
 
     /// Take a session-level advisory lock; until it is released the
@@ -341,12 +445,25 @@ impl Conn {
     }
 
     pub async fn commit(&self) -> Result<()> {
+        if !self.in_tx.load(Ordering::Relaxed) {
+            // already committed with its last statements (`commit_after`)
+            return Ok(());
+        }
+        if self.take_begin().is_some() {
+            // nothing was sent: there is no transaction to commit
+            self.in_tx.store(false, Ordering::Relaxed);
+            return Ok(());
+        }
         self.batch("COMMIT", 1).await?;
         self.in_tx.store(false, Ordering::Relaxed);
         Ok(())
     }
 
     pub async fn rollback(&self) -> Result<()> {
+        if self.take_begin().is_some() {
+            self.in_tx.store(false, Ordering::Relaxed);
+            return Ok(());
+        }
         let r = self.batch("ROLLBACK", 1).await;
         if r.is_ok() {
             self.in_tx.store(false, Ordering::Relaxed);
@@ -526,6 +643,7 @@ impl Database {
             obj: Some(obj),
             in_tx: AtomicBool::new(false),
             session_lock: AtomicBool::new(false),
+            pending_begin: std::sync::Mutex::new(None),
             stats: Stats::default(),
             totals: self.totals.clone(),
         })

@@ -14,6 +14,8 @@ pub struct ProjectRow {
     pub exposed: bool,
     pub isolation: String,
     pub tenant_code: String,
+    /// The project's resolved limits (`{}` before any were recorded).
+    pub limits: Value,
 }
 
 /// Attributes of one role.
@@ -77,6 +79,14 @@ pub struct MissingGrant {
     pub privileges: Vec<String>,
 }
 
+/// One role setting (`ALTER ROLE … SET name = value`, all databases).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RoleSetting {
+    pub role: String,
+    pub name: String,
+    pub value: String,
+}
+
 /// Everything `upsert_database_project_access` compares against.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProjectState {
@@ -85,8 +95,8 @@ pub struct ProjectState {
     pub schema_taken_by: Option<String>,
     pub roles: Vec<RoleState>,
     pub memberships: Vec<Membership>,
-    pub runtime_inherits_owner: bool,
-    pub runtime_can_set_owner: bool,
+    /// Settings of the project's roles.
+    pub settings: Vec<RoleSetting>,
     pub schema: Option<SchemaState>,
     pub default_acl: Vec<DefaultAcl>,
     pub functions_public_revoked: bool,
@@ -96,6 +106,8 @@ pub struct ProjectState {
     pub matviews_with_class_grants: Vec<String>,
     /// The schema is in the served `pgrst.db_schemas` list.
     pub listed: bool,
+    /// The central `authenticator` runs the connector's `pre_request`.
+    pub pre_request_set: bool,
     pub exposure_settings: Option<Value>,
     pub active_leases: i64,
 }
@@ -105,23 +117,46 @@ impl ProjectState {
         self.roles.iter().find(|r| r.name == name)
     }
 
+    /// Every grant of `role` to `member` (on 16+ one per grantor).
+    pub fn memberships_of<'a>(
+        &'a self,
+        role: &'a str,
+        member: &'a str,
+    ) -> impl Iterator<Item = &'a Membership> + 'a {
+        self.memberships
+            .iter()
+            .filter(move |m| m.role == role && m.member == member)
+    }
+
     pub fn membership(&self, role: &str, member: &str) -> Option<&Membership> {
         self.memberships
             .iter()
             .find(|m| m.role == role && m.member == member)
+    }
+
+    /// Whether the runtime role holds the owner directly, with its
+    /// privileges (a membership kept by an earlier version).
+    pub fn holds_owner(&self, owner: &str, runtime: &str) -> bool {
+        self.memberships_of(owner, runtime)
+            .any(|m| m.inherit.unwrap_or(true) && m.set.unwrap_or(true))
+    }
+
+    /// A role setting's value, when set.
+    pub fn setting(&self, role: &str, name: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|s| s.role == role && s.name == name)
+            .map(|s| s.value.as_str())
     }
 }
 
 /// The project-state query. `$1` slug, `$2` the project's role names, `$3`
 /// schema, `$4` owner, `$5` authenticated class, `$6` anon class.
 fn project_state_sql(server: &ServerInfo) -> String {
-    let (membership_options, set_privilege) = if server.pg16_grants() {
-        (
-            ", 'inherit', am.inherit_option, 'set', am.set_option",
-            "SET",
-        )
+    let membership_options = if server.pg16_grants() {
+        ", 'inherit', am.inherit_option, 'set', am.set_option"
     } else {
-        ("", "MEMBER")
+        ""
     };
     format!(
         r#"
@@ -151,7 +186,7 @@ with r as (
 )
 select json_build_object(
   'registry', (select row_to_json(p) from (
-      select state, exposed, isolation, tenant_code from supabase_connector.projects where slug = $1::text) p),
+      select state, exposed, isolation, tenant_code, limits from supabase_connector.projects where slug = $1::text) p),
   'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
   'roles', coalesce((select json_agg(json_build_object(
       'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
@@ -165,8 +200,10 @@ select json_build_object(
           select * from pg_auth_members where member in (select oid from r)) am
     join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
     where m.rolname not like 'lease\_%'), '[]'),
-  'runtime_inherits_owner', coalesce((select pg_has_role(current_user, oid, 'USAGE') from own), false),
-  'runtime_can_set_owner', coalesce((select pg_has_role(current_user, oid, '{set_privilege}') from own), false),
+  'settings', coalesce((select json_agg(json_build_object(
+      'role', r.rolname, 'name', split_part(c, '=', 1), 'value', substr(c, strpos(c, '=') + 1)))
+    from r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+    cross join lateral unnest(s.setconfig) c), '[]'),
   'schema', (select json_build_object('owner', nspowner::regrole::text, 'grants', coalesce((
       select json_agg(json_build_object(
         'grantee', case when x.grantee = 0 then 'PUBLIC' else x.grantee::regrole::text end,
@@ -201,6 +238,7 @@ select json_build_object(
     from pg_class c join nsp n on n.oid = c.relnamespace
     where c.relkind = 'm' and exists (select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) x
                                       join pg_roles g on g.oid = x.grantee where g.rolname in ($5::text, $6::text))), '[]'),
+  'pre_request_set', coalesce(supabase_connector.served_pre_request('authenticator') = 'supabase_connector_api.pre_request', false),
   'listed', $3::text = any(string_to_array(coalesce(supabase_connector.served_db_schemas(), ''), ',')),
   'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
   'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)

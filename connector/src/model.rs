@@ -1,9 +1,11 @@
 //! Desired state: what a project should look like, from the action's
-//! parameters, the stored settings and the configuration.
+//! parameters, the stored settings and the configuration, and the
+//! memberships its roles should have.
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
+use crate::error::Result;
 use crate::inspect::ProjectRow;
-use crate::names::ProjectNames;
+use crate::names::{ProjectNames, AUTHENTICATOR, AUTH_ROLE};
 use serde_json::Value;
 
 /// The desired state of one project.
@@ -15,17 +17,18 @@ pub struct DesiredProject {
     pub isolation: String,
     /// `allow` or `deny`.
     pub tenant_code: String,
+    pub limits: Limits,
 }
 
 impl DesiredProject {
     /// Parameters win; omitted settings keep their stored values; a new
-    /// project takes the configured defaults (contract §5).
+    /// project takes the configured defaults. `limits` merges key by key.
     pub fn from_params(
         names: ProjectNames,
         params: &Value,
         stored: Option<&ProjectRow>,
         config: &Config,
-    ) -> DesiredProject {
+    ) -> Result<DesiredProject> {
         let text = |key: &str, stored: Option<&String>, default: &str| -> String {
             params
                 .get(key)
@@ -34,7 +37,15 @@ impl DesiredProject {
                 .or_else(|| stored.cloned())
                 .unwrap_or_else(|| default.to_string())
         };
-        DesiredProject {
+        let base = match stored.map(|s| &s.limits) {
+            Some(v) if v.as_object().is_some_and(|o| !o.is_empty()) => config.limits.merged(v)?,
+            _ => config.limits.clone(),
+        };
+        let limits = match params.get("limits") {
+            Some(partial) => base.merged(partial)?,
+            None => base,
+        };
+        Ok(DesiredProject {
             exposed: params
                 .get("expose")
                 .and_then(Value::as_bool)
@@ -50,8 +61,9 @@ impl DesiredProject {
                 stored.map(|s| &s.tenant_code),
                 &config.api.tenant_code,
             ),
+            limits,
             names,
-        }
+        })
     }
 
     /// The registry row this project should have.
@@ -61,6 +73,7 @@ impl DesiredProject {
             exposed: self.exposed,
             isolation: self.isolation.clone(),
             tenant_code: self.tenant_code.clone(),
+            limits: serde_json::to_value(&self.limits).unwrap_or_default(),
         }
     }
 
@@ -68,6 +81,65 @@ impl DesiredProject {
     pub fn listed_centrally(&self) -> bool {
         self.exposed && self.isolation == "shared"
     }
+
+    /// The login role that serves this project's API and switches to its
+    /// class roles: its own when isolated, else the central `authenticator`
+    /// while the project is exposed; none otherwise.
+    pub fn api_authenticator(&self) -> Option<&str> {
+        if self.isolation == "isolated" {
+            Some(&self.names.authenticator)
+        } else if self.exposed {
+            Some(AUTHENTICATOR)
+        } else {
+            None
+        }
+    }
+
+    /// Every membership the project's roles should have. The runtime role
+    /// holds none: it borrows the owner for one transaction when a plan
+    /// needs it.
+    pub fn memberships(&self) -> Vec<WantedMembership> {
+        let n = &self.names;
+        let inherit = |role: &str, member: &str| WantedMembership {
+            role: role.to_string(),
+            member: member.to_string(),
+            kind: MembershipKind::Inherit,
+        };
+        let mut out = vec![
+            inherit(&n.owner, &n.service_role),
+            inherit("authenticated", &n.authenticated),
+            inherit("anon", &n.anon),
+            inherit(AUTH_ROLE, &n.owner),
+        ];
+        if let Some(api) = self.api_authenticator() {
+            for class in [&n.service_role, &n.authenticated, &n.anon] {
+                out.push(WantedMembership {
+                    role: class.clone(),
+                    member: api.to_string(),
+                    kind: MembershipKind::Set,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// How a membership is granted (PostgreSQL 16+ records both per grant; on
+/// 15 every membership inherits and allows `SET ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipKind {
+    /// `INHERIT TRUE, SET TRUE`: the member has the role's privileges.
+    Inherit,
+    /// `INHERIT FALSE, SET TRUE`: an API login role that switches to it.
+    Set,
+}
+
+/// One membership a project's roles should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedMembership {
+    pub role: String,
+    pub member: String,
+    pub kind: MembershipKind,
 }
 
 /// Who gets access (contract §1).

@@ -145,36 +145,22 @@ impl ProjectNames {
     }
 }
 
-/// Role names of one lease (contract §3.3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseRoles {
-    /// `lease_<32 hex>`: the role the tokens and the connection string name.
-    pub main: String,
-    /// `lease_<32 hex>_anon`: behind the publishable token of service-class leases.
-    pub anon: String,
+/// The login role of a database lease: `lease_<32 hex of its id>`.
+pub fn lease_login_role(lease_id: Uuid) -> String {
+    format!("lease_{}", lease_id.simple())
 }
 
-impl LeaseRoles {
-    pub fn new(lease_id: Uuid) -> LeaseRoles {
-        let main = format!("lease_{}", lease_id.simple());
-        LeaseRoles {
-            anon: format!("{main}_anon"),
-            main,
-        }
-    }
-
-    /// Whether `name` has the shape of a lease role (`lease_<32 hex>`,
-    /// optionally `_anon`).
-    pub fn is_lease_role(name: &str) -> bool {
-        let hex = name
-            .strip_prefix("lease_")
-            .map(|rest| rest.strip_suffix("_anon").unwrap_or(rest));
-        hex.is_some_and(|h| {
-            h.len() == 32
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-    }
+/// Whether `name` has the shape of a lease role (`lease_<32 hex>`, or
+/// `lease_<32 hex>_anon` as leases of bootstrap version 1 had).
+pub fn is_lease_role(name: &str) -> bool {
+    let hex = name
+        .strip_prefix("lease_")
+        .map(|rest| rest.strip_suffix("_anon").unwrap_or(rest));
+    hex.is_some_and(|h| {
+        h.len() == 32
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Quote an SQL identifier. Names are validated before they get here; quoting
@@ -236,19 +222,18 @@ mod tests {
 
     #[test]
     fn lease_roles_fit() {
-        let r = LeaseRoles::new(Uuid::new_v4());
-        assert_eq!(r.main.len(), 38);
-        assert!(r.anon.len() <= 63);
-        assert!(LeaseRoles::is_lease_role(&r.main) && LeaseRoles::is_lease_role(&r.anon));
+        let r = lease_login_role(Uuid::new_v4());
+        assert_eq!(r.len(), 38);
+        assert!(is_lease_role(&r) && is_lease_role(&format!("{r}_anon")));
         for other in [
             "lease_",
             "lease_xyz",
             "proj_a_owner",
             "postgres",
-            &format!("{}_x", r.main),
-            &r.main.to_uppercase(),
+            &format!("{r}_x"),
+            &r.to_uppercase(),
         ] {
-            assert!(!LeaseRoles::is_lease_role(other), "{other}");
+            assert!(!is_lease_role(other), "{other}");
         }
     }
 

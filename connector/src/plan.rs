@@ -5,9 +5,9 @@
 use crate::config::ExposureConfig;
 use crate::db::{Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
-use crate::inspect::ProjectState;
-use crate::model::DesiredProject;
-use crate::names::{ident, AUTH_ROLE};
+use crate::inspect::{Membership, ProjectState, RoleState};
+use crate::model::{DesiredProject, MembershipKind};
+use crate::names::ident;
 use serde::Serialize;
 
 /// What version-dependent rendering needs to know.
@@ -16,11 +16,27 @@ pub struct PlanContext<'a> {
     pub exposure: &'a ExposureConfig,
 }
 
-/// One typed change to the database.
+/// One typed change to the database. Role changes render as calls of the
+/// bootstrap's role functions (which check them against the registry and
+/// pick the PostgreSQL version's syntax); the rest is plain DDL on the
+/// project's schema, made with the owner's privileges borrowed for the
+/// transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
-    /// `CREATE ROLE … NOLOGIN INHERIT`
+    /// Insert or update the project's registry row: first, since the role
+    /// functions check names against it.
+    RecordProject {
+        slug: String,
+        schema: String,
+        state: String,
+        exposed: bool,
+        isolation: String,
+        tenant_code: String,
+        limits: serde_json::Value,
+    },
+    /// A project role (`NOLOGIN INHERIT`) or an API login role (`LOGIN
+    /// NOINHERIT`, its password generated apart and kept in OpenBao only).
     CreateRole {
         role: String,
     },
@@ -29,16 +45,26 @@ pub enum Change {
         role: String,
         attributes: Vec<String>,
     },
-    /// Make `member` a member of `role`, inheriting its privileges (and,
-    /// with `set`, able to `SET ROLE` to it).
+    /// `ALTER ROLE … SET name = value` (`None`: `RESET`).
+    SetRoleSetting {
+        role: String,
+        name: String,
+        value: Option<String>,
+    },
+    /// Make `member` a member of `role`, with the options the connector
+    /// uses for that pair.
     GrantRole {
         role: String,
         member: String,
-        set: bool,
     },
+    /// Remove every grant of `role` to `member`.
     RevokeRole {
         role: String,
         member: String,
+    },
+    /// `DROP ROLE` of an API login role that serves nothing any more.
+    DropRole {
+        role: String,
     },
     CreateSchema {
         schema: String,
@@ -83,50 +109,23 @@ pub enum Change {
         object: String,
         role: String,
     },
-    /// Insert or update the project's registry row.
-    RecordProject {
-        slug: String,
-        schema: String,
-        state: String,
-        exposed: bool,
-        isolation: String,
-        tenant_code: String,
-    },
-    /// Recompute and apply the served schema list (contract §3.4).
+    /// Recompute and apply the served schema list.
     ApplyExposure,
-    /// `DROP SCHEMA … CASCADE` (removal with `drop_data`).
-    DropSchema {
-        schema: String,
+    /// Drop the schema with everything in it and the project's roles
+    /// (removal with `drop_data`, once the project is unlisted).
+    DropProject {
+        slug: String,
     },
-    /// `DROP OWNED BY …` then `DROP ROLE …`.
-    DropRoles {
-        roles: Vec<String>,
-    },
-    /// `CREATE ROLE … LOGIN NOINHERIT`: an isolated project's own API login
-    /// role. Its password is generated apart and kept in OpenBao only.
-    CreateLoginRole {
-        role: String,
-    },
-    /// Let a login role `SET ROLE` to `role` without inheriting its
-    /// privileges (how `authenticator` holds the API roles).
-    GrantToLoginRole {
-        role: String,
-        member: String,
-    },
-    /// `DROP ROLE` of a role that owns nothing (a shared project's leftover
-    /// API login role).
-    DropRole {
-        role: String,
-    },
-    /// Grant the owner to the runtime role for the rest of this transaction
-    /// (`WITH INHERIT TRUE, SET TRUE` on 16+): the changes after it act on
-    /// the owner's objects. Paired with [`Change::ReturnOwner`]; see
-    /// `docs/decisions.md` for why the membership is never kept.
+    /// Grant the owner to the runtime role for the rest of this transaction:
+    /// the changes after it act on the owner's objects. Paired with
+    /// [`Change::ReturnOwner`]; see `docs/decisions.md` for why the
+    /// membership is never kept.
     BorrowOwner {
         owner: String,
         runtime: String,
     },
-    /// `REVOKE owner FROM runtime`: ends a [`Change::BorrowOwner`].
+    /// Ends a [`Change::BorrowOwner`] (or gives up a membership kept by an
+    /// earlier version).
     ReturnOwner {
         owner: String,
         runtime: String,
@@ -148,28 +147,29 @@ impl Change {
                 | Change::SetSecurityInvoker { .. }
                 | Change::GrantOn { .. }
                 | Change::RevokeAllOn { .. }
-                | Change::DropSchema { .. }
         )
     }
 }
 
 /// Wrap the changes from `at` on in a borrowed owner membership when one of
-/// them needs it and the runtime role does not already hold the owner's
-/// privileges (`holds`): the membership lasts only as long as the
-/// transaction that applies the plan.
-pub fn borrow_owner(changes: &mut Vec<Change>, at: usize, owner: &str, runtime: &str, holds: bool) {
-    if holds || !changes[at..].iter().any(Change::needs_owner) {
-        return;
-    }
+/// them needs it: the membership lasts only as long as the transaction that
+/// applies the plan. A membership the runtime role already holds (`held`,
+/// kept by an earlier version) is given up at the end all the same.
+pub fn borrow_owner(changes: &mut Vec<Change>, at: usize, owner: &str, runtime: &str, held: bool) {
+    let needed = changes[at..].iter().any(Change::needs_owner);
     let (owner, runtime) = (owner.to_string(), runtime.to_string());
-    changes.insert(
-        at,
-        Change::BorrowOwner {
-            owner: owner.clone(),
-            runtime: runtime.clone(),
-        },
-    );
-    changes.push(Change::ReturnOwner { owner, runtime });
+    if needed && !held {
+        changes.insert(
+            at,
+            Change::BorrowOwner {
+                owner: owner.clone(),
+                runtime: runtime.clone(),
+            },
+        );
+    }
+    if needed || held {
+        changes.push(Change::ReturnOwner { owner, runtime });
+    }
 }
 
 const DEFAULT_GRANTS: [(&str, &str, Class); 5] = [
@@ -216,129 +216,109 @@ pub fn diff_project(
     ctx: &PlanContext,
 ) -> Result<Vec<Change>> {
     let n = &desired.names;
-    if let Some(other) = &current.schema_taken_by {
-        return Err(Error::conflict(format!(
-            "project {:?} maps to schema {}, which project {other:?} already uses",
-            n.slug.as_str(),
-            n.schema
-        ))
-        .with_details(serde_json::json!({"schema": n.schema, "project": other})));
-    }
-    if current.registry.is_none() {
-        let mut taken: Vec<String> = current
-            .roles
-            .iter()
-            .map(|r| format!("role {}", r.name))
-            .collect();
-        if current.schema.is_some() {
-            taken.push(format!("schema {}", n.schema));
-        }
-        if !taken.is_empty() {
-            return Err(Error::conflict(format!(
-                "{} already exist(s) but belong(s) to no registered project; refusing to take them over",
-                taken.join(", ")
-            ))
-            .with_details(serde_json::json!({"objects": taken})));
-        }
+    refuse_takeover(current, n)?;
+    let mut changes = Vec::new();
+
+    // 1. The registry row first: the role functions check names against it.
+    let row = desired.row();
+    if current.registry.as_ref() != Some(&row) {
+        changes.push(Change::RecordProject {
+            slug: n.slug.as_str().into(),
+            schema: n.schema.clone(),
+            state: row.state,
+            exposed: row.exposed,
+            isolation: row.isolation,
+            tenant_code: row.tenant_code,
+            limits: row.limits,
+        });
     }
 
-    let mut changes = Vec::new();
-    // 1. Roles, with only the attributes the connector manages.
+    // 2. Roles, with only the attributes the connector manages.
     for role in [&n.owner, &n.service_role, &n.authenticated, &n.anon] {
         match current.role(role) {
             None => changes.push(Change::CreateRole { role: role.clone() }),
-            Some(r) => {
-                let mut attributes = Vec::new();
-                if r.login {
-                    attributes.push("NOLOGIN".to_string());
-                }
-                if !r.inherit {
-                    attributes.push("INHERIT".to_string());
-                }
-                if r.createrole {
-                    attributes.push("NOCREATEROLE".to_string());
-                }
-                if r.createdb {
-                    attributes.push("NOCREATEDB".to_string());
-                }
-                if !attributes.is_empty() {
-                    changes.push(Change::AlterRole {
-                        role: role.clone(),
-                        attributes,
-                    });
-                }
-            }
+            Some(r) => alter_role(&mut changes, r, false),
         }
     }
-
-    // 2. Memberships. The runtime role borrows the owner only while the
-    //    plan needs it (see the end); whether it already holds the owner's
-    //    privileges and SET is read with pg_has_role, not from a row.
-    let borrow_at = changes.len();
-    let wanted = [
-        (n.owner.as_str(), n.service_role.as_str()),
-        ("authenticated", n.authenticated.as_str()),
-        ("anon", n.anon.as_str()),
-        (AUTH_ROLE, n.owner.as_str()),
-    ];
-    for (role, member) in wanted {
-        let ok = current
-            .membership(role, member)
-            .is_some_and(|m| m.inherit.unwrap_or(true));
-        if !ok {
-            changes.push(Change::GrantRole {
-                role: role.into(),
-                member: member.into(),
-                set: false,
-            });
-        }
-    }
-
-    // 2b. Isolated mode (contract §3.5): the project's own API login role,
-    //     able to switch to its class roles. Shared mode has none.
     let isolated = desired.isolation == "isolated";
     match (isolated, current.role(&n.authenticator)) {
-        (true, None) => changes.push(Change::CreateLoginRole {
+        (true, None) => changes.push(Change::CreateRole {
             role: n.authenticator.clone(),
         }),
-        (true, Some(r)) => {
-            let mut attributes = Vec::new();
-            for (wrong, fix) in [
-                (!r.login, "LOGIN"),
-                (r.inherit, "NOINHERIT"),
-                (r.createrole, "NOCREATEROLE"),
-                (r.createdb, "NOCREATEDB"),
-                (r.bypassrls, "NOBYPASSRLS"),
-                (r.replication, "NOREPLICATION"),
-            ] {
-                if wrong {
-                    attributes.push(fix.to_string());
-                }
-            }
-            if !attributes.is_empty() {
-                changes.push(Change::AlterRole {
-                    role: n.authenticator.clone(),
-                    attributes,
-                });
-            }
-        }
+        (true, Some(r)) => alter_role(&mut changes, r, true),
         (false, Some(_)) => changes.push(Change::DropRole {
             role: n.authenticator.clone(),
         }),
         (false, None) => {}
     }
+
+    // 3. Role settings: the class roles' statement timeouts (PostgREST
+    //    applies the settings of the role it switches to), and the API
+    //    login role's, as Supabase sets its authenticator's.
+    let timeouts = &desired.limits.statement_timeout;
+    let mut settings = vec![
+        (&n.service_role, timeouts.service_role),
+        (&n.authenticated, timeouts.authenticated),
+        (&n.anon, timeouts.anon),
+    ];
     if isolated {
-        for role in [&n.service_role, &n.authenticated, &n.anon] {
-            if current.membership(role, &n.authenticator).is_none() {
-                changes.push(Change::GrantToLoginRole {
-                    role: role.clone(),
-                    member: n.authenticator.clone(),
-                });
-            }
+        settings.push((&n.authenticator, AUTHENTICATOR_STATEMENT_TIMEOUT_MS));
+    }
+    for (role, ms) in settings {
+        let want = (ms > 0).then(|| ms.to_string());
+        if current.setting(role, "statement_timeout") != want.as_deref() {
+            changes.push(Change::SetRoleSetting {
+                role: role.clone(),
+                name: "statement_timeout".into(),
+                value: want,
+            });
         }
     }
 
-    // 3. The schema, owned by the project owner, USAGE for the class roles only.
+    // 4. Memberships: exactly the wanted ones (the runtime role's borrowed
+    //    owner aside, see the end).
+    let runtime = ctx.server.runtime_role.as_str();
+    let wanted = desired.memberships();
+    for w in &wanted {
+        let grants: Vec<&Membership> = current.memberships_of(&w.role, &w.member).collect();
+        if grants.iter().any(|m| membership_fits(m, w.kind)) {
+            continue;
+        }
+        if !grants.is_empty() {
+            changes.push(Change::RevokeRole {
+                role: w.role.clone(),
+                member: w.member.clone(),
+            });
+        }
+        changes.push(Change::GrantRole {
+            role: w.role.clone(),
+            member: w.member.clone(),
+        });
+    }
+    let mut extra: Vec<(&str, &str)> = current
+        .memberships
+        .iter()
+        .filter(|m| !(m.role == n.owner && m.member == runtime))
+        .filter(|m| {
+            !wanted
+                .iter()
+                .any(|w| w.role == m.role && w.member == m.member)
+        })
+        // the isolated login role goes with its DROP ROLE
+        .filter(|m| isolated || m.member != n.authenticator)
+        .map(|m| (m.role.as_str(), m.member.as_str()))
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    for (role, member) in extra {
+        changes.push(Change::RevokeRole {
+            role: role.into(),
+            member: member.into(),
+        });
+    }
+    let borrow_at = changes.len();
+
+    // 5. The schema, owned by the project owner, USAGE for the class roles only.
     match &current.schema {
         None => changes.push(Change::CreateSchema {
             schema: n.schema.clone(),
@@ -380,7 +360,7 @@ pub fn diff_project(
         });
     }
 
-    // 4. Default privileges for objects created later by the owner.
+    // 6. Default privileges for objects created later by the owner.
     for (privileges, objects, class) in DEFAULT_GRANTS {
         let grantee = match class {
             Class::Authenticated => &n.authenticated,
@@ -414,7 +394,7 @@ pub fn diff_project(
         });
     }
 
-    // 5. Existing objects brought in line.
+    // 7. Existing objects brought in line.
     for table in &current.tables_without_rls {
         changes.push(Change::EnableRowLevelSecurity {
             table: table.clone(),
@@ -441,18 +421,7 @@ pub fn diff_project(
         }
     }
 
-    // 6. The registry row, then the exposure (the schema exists by now).
-    let row = desired.row();
-    if current.registry.as_ref() != Some(&row) {
-        changes.push(Change::RecordProject {
-            slug: n.slug.as_str().into(),
-            schema: n.schema.clone(),
-            state: row.state,
-            exposed: row.exposed,
-            isolation: row.isolation,
-            tenant_code: row.tenant_code,
-        });
-    }
+    // 8. The exposure (the schema exists by now).
     if exposure_outdated(current, desired, ctx.exposure) {
         changes.push(Change::ApplyExposure);
     }
@@ -460,10 +429,83 @@ pub fn diff_project(
         &mut changes,
         borrow_at,
         &n.owner,
-        &ctx.server.runtime_role,
-        current.runtime_inherits_owner && current.runtime_can_set_owner,
+        runtime,
+        current.holds_owner(&n.owner, runtime),
     );
     Ok(changes)
+}
+
+/// `statement_timeout` of the API login roles the connector creates, as
+/// Supabase sets its own `authenticator`'s.
+pub const AUTHENTICATOR_STATEMENT_TIMEOUT_MS: u64 = 8000;
+
+/// Roles or a schema of the project's names that no registered project
+/// owns are someone else's: never taken over.
+fn refuse_takeover(current: &ProjectState, n: &crate::names::ProjectNames) -> Result<()> {
+    if let Some(other) = &current.schema_taken_by {
+        return Err(Error::conflict(format!(
+            "project {:?} maps to schema {}, which project {other:?} already uses",
+            n.slug.as_str(),
+            n.schema
+        ))
+        .with_details(serde_json::json!({"schema": n.schema, "project": other})));
+    }
+    if current.registry.is_none() {
+        let mut taken: Vec<String> = current
+            .roles
+            .iter()
+            .map(|r| format!("role {}", r.name))
+            .collect();
+        if current.schema.is_some() {
+            taken.push(format!("schema {}", n.schema));
+        }
+        if !taken.is_empty() {
+            return Err(Error::conflict(format!(
+                "{} already exist(s) but belong(s) to no registered project; refusing to take them over",
+                taken.join(", ")
+            ))
+            .with_details(serde_json::json!({"objects": taken})));
+        }
+    }
+    Ok(())
+}
+
+/// Fix the attributes of an existing role the connector manages: a
+/// NOLOGIN INHERIT project role, or (`login`) an API login role.
+fn alter_role(changes: &mut Vec<Change>, r: &RoleState, login: bool) {
+    let mut attributes = Vec::new();
+    for (wrong, fix) in [
+        (r.login != login, if login { "LOGIN" } else { "NOLOGIN" }),
+        (
+            r.inherit == login,
+            if login { "NOINHERIT" } else { "INHERIT" },
+        ),
+        (r.createrole, "NOCREATEROLE"),
+        (r.createdb, "NOCREATEDB"),
+        (r.bypassrls, "NOBYPASSRLS"),
+        (r.replication, "NOREPLICATION"),
+        (r.superuser, "NOSUPERUSER"),
+    ] {
+        if wrong {
+            attributes.push(fix.to_string());
+        }
+    }
+    if !attributes.is_empty() {
+        changes.push(Change::AlterRole {
+            role: r.name.clone(),
+            attributes,
+        });
+    }
+}
+
+/// Whether a grant has the options a wanted membership needs (on 15 every
+/// grant inherits and allows SET).
+fn membership_fits(m: &Membership, kind: MembershipKind) -> bool {
+    let (inherit, set) = (m.inherit.unwrap_or(true), m.set.unwrap_or(true));
+    match kind {
+        MembershipKind::Inherit => inherit && set,
+        MembershipKind::Set => !inherit && set,
+    }
 }
 
 /// Whether the served list must be recomputed for this project.
@@ -478,7 +520,7 @@ fn exposure_outdated(
         return true;
     }
     match exposure.mode.as_str() {
-        "role_setting" => current.listed != desired.listed_centrally(),
+        "role_setting" => current.listed != desired.listed_centrally() || !current.pre_request_set,
         // pre_config and none: the list follows the registry row
         _ => {
             let was = current
@@ -490,23 +532,65 @@ fn exposure_outdated(
     }
 }
 
+/// The role function a role change calls.
+fn role_function(sql: &str, args: Vec<Param>) -> Vec<Statement> {
+    vec![Statement::with(sql, args)]
+}
+
 /// Render one change as SQL for the server at hand.
 pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
-    let pg16 = ctx.server.pg16_grants();
+    let text = |s: &String| Param::Text(s.clone());
     let sql = match change {
-        Change::CreateRole { role } => format!("CREATE ROLE {} NOLOGIN INHERIT", ident(role)),
-        Change::AlterRole { role, attributes } => format!("ALTER ROLE {} {}", ident(role), attributes.join(" ")),
-        Change::GrantRole { role, member, set } => grant_role_sql(role, member, *set, ctx.server),
-        Change::BorrowOwner { owner, runtime } => grant_role_sql(owner, runtime, true, ctx.server),
+        Change::RecordProject { slug, schema, state, exposed, isolation, tenant_code, limits } => {
+            return vec![Statement::with(
+                "insert into supabase_connector.projects (slug, schema_name, state, exposed, isolation, tenant_code, limits) \
+                 values ($1, $2, $3, $4, $5, $6, $7) \
+                 on conflict (slug) do update set state = excluded.state, exposed = excluded.exposed, \
+                 isolation = excluded.isolation, tenant_code = excluded.tenant_code, limits = excluded.limits, updated_at = now()",
+                vec![
+                    text(slug),
+                    text(schema),
+                    text(state),
+                    Param::Bool(*exposed),
+                    text(isolation),
+                    text(tenant_code),
+                    Param::Json(limits.clone()),
+                ],
+            )]
+        }
+        Change::CreateRole { role } => {
+            return role_function("select supabase_connector.role_create($1)", vec![text(role)])
+        }
+        Change::AlterRole { role, attributes } => {
+            return role_function(
+                "select supabase_connector.role_alter($1, $2)",
+                vec![text(role), Param::TextArray(attributes.clone())],
+            )
+        }
+        Change::SetRoleSetting { role, name, value } => {
+            return role_function(
+                "select supabase_connector.role_set($1, $2, $3)",
+                vec![text(role), text(name), Param::OptText(value.clone())],
+            )
+        }
+        Change::GrantRole { role, member } | Change::BorrowOwner { owner: role, runtime: member } => {
+            return role_function("select supabase_connector.role_grant($1, $2)", vec![text(role), text(member)])
+        }
         Change::RevokeRole { role, member } | Change::ReturnOwner { owner: role, runtime: member } => {
-            revoke_role_sql(role, member)
+            return role_function("select supabase_connector.role_revoke($1, $2)", vec![text(role), text(member)])
         }
-        Change::CreateLoginRole { role } => format!("CREATE ROLE {} LOGIN NOINHERIT", ident(role)),
-        Change::GrantToLoginRole { role, member } => {
-            let options = if pg16 { " WITH INHERIT FALSE, SET TRUE" } else { "" };
-            format!("GRANT {} TO {}{options}", ident(role), ident(member))
+        Change::DropRole { role } => {
+            return role_function("select supabase_connector.role_drop($1)", vec![text(role)])
         }
-        Change::DropRole { role } => format!("DROP ROLE {}", ident(role)),
+        Change::DropProject { slug } => {
+            return role_function("select supabase_connector.project_drop($1)", vec![text(slug)])
+        }
+        Change::ApplyExposure => {
+            return vec![Statement::with(
+                "select supabase_connector.apply_exposure($1, $2)",
+                vec![Param::Text(ctx.exposure.mode.clone()), Param::TextArray(ctx.exposure.base_schemas.clone())],
+            )]
+        }
         Change::CreateSchema { schema, owner } => {
             format!("CREATE SCHEMA {} AUTHORIZATION {}", ident(schema), ident(owner))
         }
@@ -532,52 +616,8 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
             format!("GRANT {privileges} ON {kind} {object} TO {}", ident(role))
         }
         Change::RevokeAllOn { kind, object, role } => format!("REVOKE ALL ON {kind} {object} FROM {}", ident(role)),
-        Change::RecordProject { slug, schema, state, exposed, isolation, tenant_code } => {
-            return vec![Statement::with(
-                "insert into supabase_connector.projects (slug, schema_name, state, exposed, isolation, tenant_code) \
-                 values ($1, $2, $3, $4, $5, $6) \
-                 on conflict (slug) do update set state = excluded.state, exposed = excluded.exposed, \
-                 isolation = excluded.isolation, tenant_code = excluded.tenant_code, updated_at = now()",
-                vec![
-                    Param::Text(slug.clone()),
-                    Param::Text(schema.clone()),
-                    Param::Text(state.clone()),
-                    Param::Bool(*exposed),
-                    Param::Text(isolation.clone()),
-                    Param::Text(tenant_code.clone()),
-                ],
-            )]
-        }
-        Change::DropSchema { schema } => format!("DROP SCHEMA {} CASCADE", ident(schema)),
-        Change::DropRoles { roles } => {
-            let list = roles.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", ");
-            return vec![Statement::ddl(format!("DROP OWNED BY {list}")), Statement::ddl(format!("DROP ROLE {list}"))];
-        }
-        Change::ApplyExposure => {
-            return vec![Statement::with(
-                "select supabase_connector.apply_exposure($1, $2)",
-                vec![Param::Text(ctx.exposure.mode.clone()), Param::TextArray(ctx.exposure.base_schemas.clone())],
-            )]
-        }
     };
     vec![Statement::ddl(sql)]
-}
-
-/// `GRANT role TO member`, inheriting its privileges (and, with `set`, able
-/// to `SET ROLE` to it); PostgreSQL 16+ records both per grant.
-pub fn grant_role_sql(role: &str, member: &str, set: bool, server: &ServerInfo) -> String {
-    let options = match (server.pg16_grants(), set) {
-        (true, true) => " WITH INHERIT TRUE, SET TRUE",
-        (true, false) => " WITH INHERIT TRUE",
-        (false, _) => "",
-    };
-    format!("GRANT {} TO {}{options}", ident(role), ident(member))
-}
-
-/// `REVOKE role FROM member`: on PostgreSQL 16+ it removes the grant the
-/// current role made, not one made by another grantor.
-pub fn revoke_role_sql(role: &str, member: &str) -> String {
-    format!("REVOKE {} FROM {}", ident(role), ident(member))
 }
 
 fn grantee_sql(grantee: &str) -> String {

@@ -3,7 +3,7 @@
 //! `revoke_database_team_access`. Every removal or downgrade revokes, in
 //! the same transaction, the leases that now exceed their principal's access.
 
-use super::leases::{issue_in_tx, revoke_downgraded};
+use super::leases::{plan_issue_in_tx, revoke_downgraded};
 use super::{audit, dry_run, in_transaction, project_names, project_record, str_param};
 use crate::apply::{dry_run_result, Audit};
 use crate::db::{Lock, Param, Statement};
@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-fn ids(targets: &[crate::lease::RevokeTarget]) -> Vec<String> {
-    targets.iter().map(|t| t.lease_id.to_string()).collect()
+fn ids(targets: &[Uuid]) -> Vec<String> {
+    targets.iter().map(Uuid::to_string).collect()
 }
 
 /// Refuse to touch an archived project's grants (it has no live roles to lease).
@@ -105,7 +105,7 @@ pub async fn upsert_team(c: &Connector, p: &Value) -> Result<Value> {
         }
         conn.run(&statements).await?;
         let revoked = if changed {
-            revoke_downgraded(&conn, &db.server, slug).await?
+            revoke_downgraded(&conn, slug).await?
         } else {
             vec![]
         };
@@ -151,6 +151,7 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         .get("issue_lease")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    let database = p.get("database").and_then(Value::as_bool).unwrap_or(true);
     let ttl = if issue_lease {
         Some(lease::ttl(
             p.get("lease_ttl_seconds").and_then(Value::as_u64),
@@ -161,9 +162,10 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         None
     };
     let db = c.db().await?;
-    if issue_lease && !dry_run(p) {
-        c.secrets().await?;
-    }
+    let secrets = match issue_lease && !dry_run(p) {
+        true => Some(c.secrets().await?),
+        false => None,
+    };
     let conn = db.conn().await?;
     conn.begin(Lock::Project(&names.schema)).await?;
     let slug = names.slug.as_str();
@@ -199,7 +201,7 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         }
         conn.run(&statements).await?;
         let revoked = if changed {
-            revoke_downgraded(&conn, &db.server, slug).await?
+            revoke_downgraded(&conn, slug).await?
         } else {
             vec![]
         };
@@ -208,24 +210,26 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
             "access_class": class.as_str(), "changed": changed, "revoked_leases": ids(&revoked),
         });
         let mut lease_id = None;
-        if let Some(ttl) = ttl {
-            let (id, lease) = issue_in_tx(c, &conn, &names, &principal, ttl, true).await?;
-            lease_id = Some(id);
-            out["lease"] = lease;
+        let mut statements = Vec::new();
+        if let (Some(ttl), Some(secrets)) = (ttl, &secrets) {
+            let planned = plan_issue_in_tx(c, &conn, &names, &principal, ttl, database).await?;
+            lease_id = Some(planned.lease_id);
+            out["lease"] = planned.to_json(secrets, &c.config, &db.server, true);
+            statements = planned.statements;
         }
-        audit(
-            &conn,
+        statements.push(
             Audit {
                 action: ACTION,
                 project: Some(slug),
                 lease_id,
                 changed: changed || lease_id.is_some(),
-                statements: conn.stats.statements(),
+                statements: conn.stats.statements() + statements.len() as u32 + 1,
                 params: p,
                 outcome: out.clone(),
-            },
-        )
-        .await?;
+            }
+            .statement(),
+        );
+        conn.commit_after(&statements).await?;
         Ok(out)
     };
     in_transaction(&conn, body).await
@@ -253,7 +257,7 @@ async fn revoke_grant(c: &Connector, p: &Value, action: &str, delete: Statement)
             delete.params.iter().map(|p| p.as_sql()).collect();
         let removed = conn.execute(&delete.sql, &params).await? > 0;
         let revoked = if removed {
-            revoke_downgraded(&conn, &db.server, slug).await?
+            revoke_downgraded(&conn, slug).await?
         } else {
             vec![]
         };

@@ -3,13 +3,11 @@
 
 use super::{audit, dry_run, in_transaction, project_names, str_param};
 use crate::apply::Audit;
-use crate::db::{Conn, Lock, Param, ServerInfo, Statement};
+use crate::db::{Conn, Lock};
 use crate::error::{Error, Result};
-use crate::lease::{
-    self, lease_json, revoke_targets, LeaseRequest, LeaseView, RevokeTarget, REVOKE_TARGETS_SQL,
-};
+use crate::lease::{self, lease_json, LeaseRequest, LeaseView};
 use crate::model::Principal;
-use crate::names::{ident, literal, AccessClass, LeaseRoles, ProjectNames};
+use crate::names::{lease_login_role, AccessClass, ProjectNames};
 use crate::Connector;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -67,17 +65,16 @@ pub(crate) async fn effective_access(
     Ok((isolation, best))
 }
 
-/// Issue a lease inside an open transaction; returns its JSON.
-pub(crate) async fn issue_in_tx(
+/// Issue a lease inside an open transaction; returns its JSON. Its
+/// statements are sent with the rest of the transaction (`finish`).
+pub(crate) async fn plan_issue_in_tx(
     c: &Connector,
     conn: &Conn,
     names: &ProjectNames,
     principal: &Principal,
     ttl: u64,
     database: bool,
-) -> Result<(Uuid, Value)> {
-    let db = c.db().await?;
-    let secrets = c.secrets().await?;
+) -> Result<lease::PlannedLease> {
     let (isolation, access) = effective_access(conn, names, principal).await?;
     let Some((class, platform_role)) = access else {
         return Err(Error::forbidden(format!(
@@ -94,15 +91,9 @@ pub(crate) async fn issue_in_tx(
         class,
         ttl_seconds: ttl,
         database,
-        api_authenticator: lease::api_authenticator(names, &isolation),
         api_url: lease::api_url(&c.config, names, &isolation),
     };
-    let planned = lease::plan_issue(request, Utc::now());
-    conn.run(&planned.statements).await?;
-    Ok((
-        planned.lease_id,
-        planned.to_json(&secrets, &c.config, &db.server, true),
-    ))
+    Ok(lease::plan_issue(request, Utc::now()))
 }
 
 pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
@@ -115,7 +106,7 @@ pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
     )?;
     let database = p.get("database").and_then(Value::as_bool).unwrap_or(true);
     let db = c.db().await?;
-    c.secrets().await?;
+    let secrets = c.secrets().await?;
     let conn = db.conn().await?;
     if dry_run(p) {
         let (_, access) = effective_access(&conn, &names, &principal).await?;
@@ -124,21 +115,22 @@ pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
     }
     conn.begin(Lock::ProjectShared(&names.schema)).await?;
     let body = async {
-        let (lease_id, lease) = issue_in_tx(c, &conn, &names, &principal, ttl, database).await?;
-        let out = json!({"lease": lease});
-        audit(
-            &conn,
+        let planned = plan_issue_in_tx(c, &conn, &names, &principal, ttl, database).await?;
+        let out = json!({"lease": planned.to_json(&secrets, &c.config, &db.server, true)});
+        let mut statements = planned.statements.clone();
+        statements.push(
             Audit {
                 action: "issue_database_lease",
                 project: Some(names.slug.as_str()),
-                lease_id: Some(lease_id),
+                lease_id: Some(planned.lease_id),
                 changed: true,
-                statements: conn.stats.statements(),
+                statements: conn.stats.statements() + statements.len() as u32,
                 params: p,
                 outcome: out.clone(),
-            },
-        )
-        .await?;
+            }
+            .statement(),
+        );
+        conn.commit_after(&statements).await?;
         Ok(out)
     };
     in_transaction(&conn, body).await
@@ -163,8 +155,8 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
     let body = async {
         let row = conn
             .query_opt(
-                "select l.project, l.principal_type, l.principal_id, l.platform_role, l.access_class, l.database,
-                        l.issued_at, l.expires_at, l.revoked_at, p.isolation
+                "select l.project, l.principal_type, l.principal_id, l.platform_role, l.access_class,
+                        l.database and l.role_name is not null, l.issued_at, l.expires_at, l.revoked_at, p.isolation
                  from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project
                  where l.lease_id = $1 for update of l",
                 &[&lease_id],
@@ -201,37 +193,19 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
             )));
         }
         let new_expires = std::cmp::min(now + chrono::Duration::seconds(ttl as i64), max_expires);
-        let roles = LeaseRoles::new(lease_id);
-        let password = database.then(lease::scram::new_password);
-        let mut statements = Vec::new();
-        if let Some(pw) = &password {
-            // A renewal rotates the password: the old connection string stops
-            // working for new logins; open sessions continue.
-            statements.push(Statement::ddl(format!(
-                "ALTER ROLE {} PASSWORD {} VALID UNTIL {}",
-                ident(&roles.main),
-                literal(&lease::scram::new_verifier(pw)),
-                literal(&new_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            )));
-        }
-        statements.push(Statement::with(
-            "update supabase_connector.leases set expires_at = $2, renewed_at = now() where lease_id = $1",
-            vec![Param::Uuid(lease_id), Param::Time(new_expires)],
-        ));
-        conn.run(&statements).await?;
+        let (mut statements, password) = lease::plan_renew(lease_id, database, new_expires);
         let isolation: String = row.get(9);
         let api_url = lease::api_url(&c.config, &names, &isolation);
+        let login_role = lease_login_role(lease_id);
         let lease = lease_json(&LeaseView {
             lease_id,
             names: &names,
             principal: &principal,
             platform_role: &platform_role,
             class,
-            roles: &roles,
             issued_at: now,
             expires_at: new_expires,
-            password: password.as_ref(),
-            database,
+            login: password.as_ref().map(|pw| (login_role.as_str(), pw)),
             api_url: api_url.as_deref(),
             renewable: new_expires < max_expires,
             secrets: &secrets,
@@ -239,19 +213,19 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
             server: &db.server,
         });
         let out = json!({"lease": lease});
-        audit(
-            &conn,
+        statements.push(
             Audit {
                 action: "renew_database_lease",
                 project: Some(&slug),
                 lease_id: Some(lease_id),
                 changed: true,
-                statements: conn.stats.statements(),
+                statements: conn.stats.statements() + statements.len() as u32 + 1,
                 params: p,
                 outcome: out.clone(),
-            },
-        )
-        .await?;
+            }
+            .statement(),
+        );
+        conn.commit_after(&statements).await?;
         Ok(out)
     };
     in_transaction(&conn, body).await
@@ -263,37 +237,36 @@ pub async fn revoke(c: &Connector, p: &Value) -> Result<Value> {
     let conn = db.conn().await?;
     conn.begin(Lock::None).await?;
     let body = async {
+        // The lease row (locked) and its revocation, in one round trip: an
+        // unknown id revokes nothing and is `not_found`.
         let rows = conn
-            .query(
-                &format!("{REVOKE_TARGETS_SQL} where l.lease_id = $1 for update of l"),
-                &[&lease_id],
-            )
+            .run_rows(&[
+                crate::db::Statement::with(
+                    "select project, revoked_at is not null from supabase_connector.leases where lease_id = $1 for update",
+                    vec![crate::db::Param::Uuid(lease_id)],
+                ),
+                lease::revoke_statement(vec![lease_id], "revoked"),
+            ])
             .await?;
-        let Some(row) = rows.first() else {
+        let Some(row) = rows[0].first() else {
             return Err(Error::not_found(format!("lease {lease_id} does not exist")));
         };
-        let already: bool = row.get(3);
-        let project: String = row.get(4);
-        let mut terminated = 0;
-        if !already {
-            terminated =
-                lease::revoke(&conn, &db.server, &revoke_targets(&rows), "revoked").await?;
-        }
+        let project: String = row.get(0);
+        let already: bool = row.get(1);
+        let terminated = rows[1].first().map(|r| r.get::<_, i32>(0)).unwrap_or(0);
         let out =
             json!({"lease_id": lease_id, "revoked": !already, "terminated_sessions": terminated});
-        audit(
-            &conn,
-            Audit {
-                action: "revoke_database_lease",
-                project: Some(&project),
-                lease_id: Some(lease_id),
-                changed: !already,
-                statements: conn.stats.statements(),
-                params: p,
-                outcome: out.clone(),
-            },
-        )
-        .await?;
+        conn.commit_after(&[Audit {
+            action: "revoke_database_lease",
+            project: Some(&project),
+            lease_id: Some(lease_id),
+            changed: !already,
+            statements: conn.stats.statements() + 1,
+            params: p,
+            outcome: out.clone(),
+        }
+        .statement()])
+            .await?;
         Ok(out)
     };
     in_transaction(&conn, body).await
@@ -301,33 +274,41 @@ pub async fn revoke(c: &Connector, p: &Value) -> Result<Value> {
 
 /// Revoke, within the current transaction, every active lease of a project
 /// whose principal's effective class is now below the lease's class.
-pub(crate) async fn revoke_downgraded(
-    conn: &Conn,
-    server: &ServerInfo,
-    project: &str,
-) -> Result<Vec<RevokeTarget>> {
+pub(crate) async fn revoke_downgraded(conn: &Conn, project: &str) -> Result<Vec<Uuid>> {
     let rows = conn
         .query(
-            &format!(
-                "{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null
-                   and not (l.principal_type = 'service' and l.principal_id = 'project')
-                   and coalesce((
-                     select max(array_position(array['anon', 'authenticated', 'service_role'], e.access_class))
-                     from (select g.access_class from supabase_connector.grants g
-                           where g.project = l.project and g.principal_type = l.principal_type and g.principal_id = l.principal_id
-                           union all
-                           select t.access_class from supabase_connector.teams t
-                           join supabase_connector.team_members m on m.project = t.project and m.team_id = t.team_id
-                           where t.project = l.project and l.principal_type = 'user' and m.user_id::text = l.principal_id) e), 0)
-                       < array_position(array['anon', 'authenticated', 'service_role'], l.access_class)
-                 order by l.lease_id for update of l"
-            ),
+            "select l.lease_id from supabase_connector.leases l
+             where l.project = $1 and l.revoked_at is null
+               and not (l.principal_type = 'service' and l.principal_id = 'project')
+               and coalesce((
+                 select max(array_position(array['anon', 'authenticated', 'service_role'], e.access_class))
+                 from (select g.access_class from supabase_connector.grants g
+                       where g.project = l.project and g.principal_type = l.principal_type and g.principal_id = l.principal_id
+                       union all
+                       select t.access_class from supabase_connector.teams t
+                       join supabase_connector.team_members m on m.project = t.project and m.team_id = t.team_id
+                       where t.project = l.project and l.principal_type = 'user' and m.user_id::text = l.principal_id) e), 0)
+                   < array_position(array['anon', 'authenticated', 'service_role'], l.access_class)
+             order by l.lease_id for update of l",
             &[&project],
         )
         .await?;
-    let targets = revoke_targets(&rows);
-    lease::revoke(conn, server, &targets, "access removed").await?;
-    Ok(targets)
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    lease::revoke(conn, ids.clone(), "access removed").await?;
+    Ok(ids)
+}
+
+/// Every unrevoked lease of a project, locked: the ones a removal or a
+/// change of its API revokes.
+pub(crate) async fn project_leases(conn: &Conn, project: &str) -> Result<Vec<Uuid>> {
+    let rows = conn
+        .query(
+            "select lease_id from supabase_connector.leases where project = $1 and revoked_at is null
+             order by lease_id for update",
+            &[&project],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Leases reaped per transaction: keeps each transaction and its lock set small.
@@ -352,18 +333,19 @@ pub async fn reap(c: &Connector, p: &Value) -> Result<Value> {
         let body = async {
             let rows = conn
                 .query(
-                    &format!("{REVOKE_TARGETS_SQL} where l.revoked_at is null and l.expires_at <= now() order by l.lease_id limit $1 for update of l skip locked"),
+                    "select lease_id from supabase_connector.leases where revoked_at is null and expires_at <= now()
+                     order by lease_id limit $1 for update skip locked",
                     &[&REAP_BATCH],
                 )
                 .await?;
-            let targets = revoke_targets(&rows);
-            let t = lease::revoke(&conn, &db.server, &targets, "expired").await?;
+            let targets: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            let t = lease::revoke(&conn, targets.clone(), "expired").await?;
             Ok((targets, t))
         };
         let (targets, t) = in_transaction(&conn, body).await?;
         terminated += t;
         let done = (targets.len() as i64) < REAP_BATCH;
-        reaped.extend(targets.into_iter().map(|t| t.lease_id.to_string()));
+        reaped.extend(targets.into_iter().map(|t| t.to_string()));
         if done {
             break;
         }

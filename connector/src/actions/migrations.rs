@@ -7,7 +7,7 @@ use super::{audit, dry_run, in_transaction, project_names};
 use crate::apply::{checksum, Audit};
 use crate::db::{Conn, Lock};
 use crate::error::{Error, ErrorCode, Result};
-use crate::lease::{self, revoke_targets, LeaseRequest, REVOKE_TARGETS_SQL};
+use crate::lease::{self, LeaseRequest};
 use crate::model::Principal;
 use crate::names::{ident, AccessClass, ProjectNames};
 use crate::sqlscan;
@@ -143,7 +143,6 @@ pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
                 class: AccessClass::ServiceRole,
                 ttl_seconds: MIGRATION_LEASE_SECONDS,
                 database: true,
-                api_authenticator: lease::api_authenticator(&names, "shared"),
                 api_url: None,
             };
             let planned = lease::plan_issue(request, chrono::Utc::now());
@@ -153,15 +152,13 @@ pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
         .await?;
         let _ = &secrets;
         let password = planned.password().cloned().ok_or_else(|| Error::internal("migration lease without password"))?;
-        let outcome = run_pending(c, &conn, &names, &todo, &planned.roles.main, &password).await;
+        let user = planned.login_role.clone().ok_or_else(|| Error::internal("migration lease without login role"))?;
+        let outcome = run_pending(c, &conn, &names, &todo, &user, &password).await;
 
         // The lease goes away whatever happened.
         conn.begin(Lock::None).await?;
         in_transaction(&conn, async {
-            let rows = conn
-                .query(&format!("{REVOKE_TARGETS_SQL} where l.lease_id = $1 for update of l"), &[&planned.lease_id])
-                .await?;
-            lease::revoke(&conn, &db.server, &revoke_targets(&rows), "migration run finished").await?;
+            lease::revoke(&conn, vec![planned.lease_id], "migration run finished").await?;
             Ok(())
         })
         .await?;
@@ -207,8 +204,9 @@ async fn run_pending(
     // project's lock is held.
     session
         .batch_execute(&format!(
-            "SET search_path = {}; SET lock_timeout = {}",
+            "SET search_path = {}; SET ROLE {}; SET lock_timeout = {}",
             ident(&names.schema),
+            ident(&names.owner),
             c.config.database.lock_timeout_ms
         ))
         .await?;

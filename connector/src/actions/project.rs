@@ -6,7 +6,6 @@ use crate::db::Lock;
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
-use crate::lease::{revoke_targets, REVOKE_TARGETS_SQL};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{AccessClass, ProjectNames};
 use crate::plan::{diff_project, render_all, Change, PlanContext};
@@ -36,6 +35,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         .get("issue_lease")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    let database = p.get("database").and_then(Value::as_bool).unwrap_or(true);
     let ttl = if issue_lease {
         Some(lease::ttl(
             p.get("lease_ttl_seconds").and_then(Value::as_u64),
@@ -59,7 +59,8 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
 
     // Optimistic read: a no-op re-upsert costs one query and the audit row.
     let state = project_state(&conn, &db.server, &names).await?;
-    let desired = DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config);
+    let desired =
+        DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config)?;
     let changes = diff_project(&state, &desired, &ctx)?;
     if dry_run(p) {
         let statements = render_all(&changes, &ctx);
@@ -77,6 +78,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
             "isolation": desired.isolation,
             "tenant_code": desired.tenant_code,
             "exposed": desired.exposed,
+            "limits": desired.limits,
             "exposure": {"mode": c.config.exposure.mode, "listed": desired.listed_centrally()},
             "trust_boundary": trust_boundary(&desired.isolation),
             "roles": roles_json(&names),
@@ -109,7 +111,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         // Re-read under the lock: another upsert may have won the race.
         let state = project_state(&conn, &db.server, &names).await?;
         let desired =
-            DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config);
+            DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config)?;
         let changes = diff_project(&state, &desired, &ctx)?;
         if desired.tenant_code == "deny"
             && state
@@ -119,28 +121,20 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         {
             refuse_existing_tenant_code(&conn, &names).await?;
         }
-        // Switching modes moves the API login role: leases granted to the
-        // old one would keep the old reach, so they go first.
+        // Switching modes moves the project to another API: its leases'
+        // tokens and URLs point to the old one, so they go first.
         let revoked_leases = match &state.registry {
             Some(r) if r.isolation != desired.isolation => {
-                let rows = conn
-                    .query(
-                        &format!(
-                            "{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null"
-                        ),
-                        &[&names.slug.as_str()],
-                    )
-                    .await?;
-                let targets = revoke_targets(&rows);
-                lease::revoke(&conn, &db.server, &targets, "isolation changed").await?;
-                targets.len()
+                let ids = super::leases::project_leases(&conn, names.slug.as_str()).await?;
+                lease::revoke(&conn, ids.clone(), "isolation changed").await?;
+                ids.len()
             }
             _ => 0,
         };
         let mut statements = render_all(&changes, &ctx);
         if changes
             .iter()
-            .any(|ch| matches!(ch, Change::CreateLoginRole { .. }))
+            .any(|ch| matches!(ch, Change::CreateRole { role } if *role == names.authenticator))
         {
             // The dedicated PostgREST's password lives in OpenBao only; it is
             // written before the role exists, so a failure changes nothing.
@@ -153,7 +147,6 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
                 .await?;
             statements.push(lease::password_statement(&names.authenticator, &password));
         }
-        conn.run(&statements).await?;
         let mut out = summary(
             state.registry.is_none(),
             !changes.is_empty(),
@@ -167,31 +160,30 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
                 platform_role: "project_owner".into(),
                 class: AccessClass::ServiceRole,
                 ttl_seconds: ttl,
-                database: true,
-                api_authenticator: lease::api_authenticator(&names, &desired.isolation),
-                api_url: c.config.api.url.clone(),
+                database,
+                api_url: lease::api_url(&c.config, &names, &desired.isolation),
             };
             let planned = lease::plan_issue(request, chrono::Utc::now());
-            conn.run(&planned.statements).await?;
+            statements.extend(planned.statements.iter().cloned());
             lease_id = Some(planned.lease_id);
             out["lease"] = planned.to_json(secrets, &c.config, &db.server, true);
         }
         if revoked_leases > 0 {
             out["revoked_leases"] = json!(revoked_leases);
         }
-        audit(
-            &conn,
+        statements.push(
             Audit {
                 action: ACTION,
                 project: Some(names.slug.as_str()),
                 lease_id,
                 changed: !changes.is_empty() || lease_id.is_some(),
-                statements: conn.stats.statements(),
+                statements: conn.stats.statements() + statements.len() as u32 + 1,
                 params: p,
                 outcome: out.clone(),
-            },
-        )
-        .await?;
+            }
+            .statement(),
+        );
+        conn.commit_after(&statements).await?;
         Ok(out)
     };
     let out = in_transaction(&conn, body).await?;
@@ -241,6 +233,7 @@ fn dedicated_postgrest(
         "PGRST_DB_URI": format!("postgresql://{}@{}:{}/{}", names.authenticator, host, port, server.dbname),
         "PGRST_DB_SCHEMAS": names.schema,
         "PGRST_DB_ANON_ROLE": names.anon,
+        "PGRST_DB_PRE_REQUEST": "supabase_connector_api.pre_request",
         "PGRST_DB_CHANNEL_ENABLED": "true",
         "PGRST_DB_EXTRA_SEARCH_PATH": "public, extensions",
         "jwt_secret": {"mount": bao.mount, "path": bao.path, "key": "JWT_SECRET"},

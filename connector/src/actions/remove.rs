@@ -6,83 +6,74 @@ use crate::apply::{dry_run_result, Audit};
 use crate::db::{Lock, Param, Statement};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
-use crate::lease::{self, revoke_targets, REVOKE_TARGETS_SQL};
+use crate::lease;
 use crate::names::ProjectNames;
 use crate::plan::{borrow_owner, render_all, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
-/// The plan after leases are gone: unlist first, then archive or drop.
+/// The plan after leases are gone: unlist first, then archive (no class
+/// reaches the schema any more) or drop schema and roles.
 fn plan_removal(
     names: &ProjectNames,
     drop_data: bool,
     state: &crate::inspect::ProjectState,
     runtime: &str,
 ) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let holds = state.runtime_inherits_owner && state.runtime_can_set_owner;
+    // The registry row first (archived: out of every served list), then
+    // the list recomputed without it.
+    let mut changes = vec![Change::ApplyExposure];
     if drop_data {
-        // Unlisted before dropped: the registry row goes first, the list is
-        // recomputed without it, then the schema and roles go.
-        changes.push(Change::ApplyExposure);
-        if !holds && state.role(&names.owner).is_some() {
-            // DROP SCHEMA and DROP OWNED act as the owner; the membership
-            // goes with the role, so there is nothing to give back.
-            changes.push(Change::BorrowOwner {
-                owner: names.owner.clone(),
-                runtime: runtime.into(),
-            });
-        }
-        if state.schema.is_some() {
-            changes.push(Change::DropSchema {
-                schema: names.schema.clone(),
-            });
-        }
-        let existing: Vec<String> = [
-            &names.owner,
-            &names.service_role,
-            &names.authenticated,
-            &names.anon,
-            &names.authenticator,
-        ]
-        .into_iter()
-        .filter(|r| state.role(r).is_some())
-        .cloned()
+        changes.push(Change::DropProject {
+            slug: names.slug.as_str().into(),
+        });
+        return changes;
+    }
+    // No API login role switches to the class roles any more, the service
+    // class stops acting as the owner, and no class keeps USAGE.
+    let class_roles = [&names.service_role, &names.authenticated, &names.anon];
+    let mut api_memberships: Vec<(&str, &str)> = state
+        .memberships
+        .iter()
+        .filter(|m| class_roles.contains(&&m.role) && m.member != names.owner)
+        .filter(|m| !m.member.starts_with("proj_") || m.member == names.authenticator)
+        .map(|m| (m.role.as_str(), m.member.as_str()))
         .collect();
-        for role in &existing {
-            if role != &names.owner {
-                // DROP OWNED needs the runtime role to hold each role's privileges
-                changes.push(Change::GrantRole {
-                    role: role.clone(),
-                    member: runtime.into(),
-                    set: false,
-                });
-            }
-        }
-        if !existing.is_empty() {
-            changes.push(Change::DropRoles { roles: existing });
-        }
-    } else {
-        changes.push(Change::ApplyExposure);
-        if state
-            .membership(&names.owner, &names.service_role)
-            .is_some()
-        {
-            changes.push(Change::RevokeRole {
-                role: names.owner.clone(),
-                member: names.service_role.clone(),
-            });
-        }
-        if state.schema.is_some() {
-            for role in [&names.service_role, &names.authenticated, &names.anon] {
+    api_memberships.sort_unstable();
+    api_memberships.dedup();
+    for (role, member) in api_memberships {
+        changes.push(Change::RevokeRole {
+            role: role.into(),
+            member: member.into(),
+        });
+    }
+    if state
+        .membership(&names.owner, &names.service_role)
+        .is_some()
+    {
+        changes.push(Change::RevokeRole {
+            role: names.owner.clone(),
+            member: names.service_role.clone(),
+        });
+    }
+    let at = changes.len();
+    if let Some(schema) = &state.schema {
+        for role in class_roles {
+            if schema.grants.iter().any(|g| &g.grantee == role) {
                 changes.push(Change::RevokeSchema {
                     schema: names.schema.clone(),
                     grantee: role.clone(),
                 });
             }
         }
-        borrow_owner(&mut changes, 0, &names.owner, runtime, holds);
     }
+    borrow_owner(
+        &mut changes,
+        at,
+        &names.owner,
+        runtime,
+        state.holds_owner(&names.owner, runtime),
+    );
     changes
 }
 
@@ -106,19 +97,17 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
             )));
         };
         let changes = plan_removal(&names, drop_data, &state, &db.server.runtime_role);
-        let registry = if drop_data {
-            Statement::with(
+        let mut statements = vec![Statement::with(
+            "update supabase_connector.projects set state = 'archived', updated_at = now() where slug = $1",
+            vec![Param::Text(slug.into())],
+        )];
+        statements.extend(render_all(&changes, &ctx));
+        if drop_data {
+            statements.push(Statement::with(
                 "delete from supabase_connector.projects where slug = $1",
                 vec![Param::Text(slug.into())],
-            )
-        } else {
-            Statement::with(
-                "update supabase_connector.projects set state = 'archived', updated_at = now() where slug = $1",
-                vec![Param::Text(slug.into())],
-            )
-        };
-        let mut statements = vec![registry];
-        statements.extend(render_all(&changes, &ctx));
+            ));
+        }
         if dry_run(p) {
             return Ok(dry_run_result(
                 ACTION,
@@ -128,11 +117,8 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
             ));
         }
         let already_archived = !drop_data && row.state == "archived";
-        let rows = conn
-            .query(&format!("{REVOKE_TARGETS_SQL} where l.project = $1 and l.revoked_at is null order by l.lease_id for update of l"), &[&slug])
-            .await?;
-        let targets = revoke_targets(&rows);
-        let terminated = lease::revoke(&conn, &db.server, &targets, "project removed").await?;
+        let targets = super::leases::project_leases(&conn, slug).await?;
+        let terminated = lease::revoke(&conn, targets.clone(), "project removed").await?;
         if !already_archived {
             conn.run(&statements).await?;
         }
@@ -140,7 +126,7 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
             "project": slug,
             "schema": names.schema,
             "state": if drop_data { "dropped" } else { "archived" },
-            "revoked_leases": targets.iter().map(|t| t.lease_id.to_string()).collect::<Vec<_>>(),
+            "revoked_leases": targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "terminated_sessions": terminated,
         });
         audit(

@@ -3,12 +3,12 @@
 
 use super::{audit, in_transaction, project_names};
 use crate::apply::Audit;
-use crate::db::{Conn, Lock, Param, ServerInfo, Statement};
+use crate::db::{Conn, Lock, Param, Statement};
 use crate::error::{Error, Result};
-use crate::inspect::{project_state, Membership, ProjectState};
+use crate::inspect::project_state;
 use crate::model::DesiredProject;
-use crate::names::{ident, LeaseRoles, ProjectNames, Slug, AUTH_ROLE};
-use crate::plan::{diff_project, grant_role_sql, render, revoke_role_sql, Change, PlanContext};
+use crate::names::{ProjectNames, Slug};
+use crate::plan::{diff_project, render, Change, PlanContext};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -41,17 +41,41 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             "exists".into(),
             "missing".into(),
         ),
-        Change::AlterRole { role, attributes } => (
-            "role_attributes",
+        Change::AlterRole { role, attributes } => {
+            let privileged = attributes
+                .iter()
+                .any(|a| ["NOSUPERUSER", "NOREPLICATION", "NOBYPASSRLS"].contains(&a.as_str()));
+            (
+                if privileged {
+                    "role_privileged_attribute"
+                } else {
+                    "role_attributes"
+                },
+                format!("role {role}"),
+                attributes.join(" "),
+                "differs".into(),
+            )
+        }
+        Change::SetRoleSetting { role, name, value } => (
+            "role_setting",
             format!("role {role}"),
-            attributes.join(" "),
+            match value {
+                Some(v) => format!("{name} = {v}"),
+                None => format!("{name} not set"),
+            },
             "differs".into(),
         ),
-        Change::GrantRole { role, member, .. } => (
+        Change::GrantRole { role, member } => (
             "membership_missing",
             format!("{member} in {role}"),
-            "member (inherit)".into(),
+            "member".into(),
+            "not a member, or with other options".into(),
+        ),
+        Change::RevokeRole { role, member } => (
+            "membership_extra",
+            format!("{member} in {role}"),
             "not a member".into(),
+            "member".into(),
         ),
         Change::CreateSchema { schema, .. } => (
             "schema_missing",
@@ -133,20 +157,8 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
         Change::ApplyExposure => (
             "exposure_mismatch",
             "pgrst.db_schemas".to_string(),
-            "the list computed from the registry".into(),
+            "the list computed from the registry, and the pre-request check".into(),
             "differs for this project".into(),
-        ),
-        Change::CreateLoginRole { role } => (
-            "role_missing",
-            format!("role {role}"),
-            "exists (the isolated project's API login role)".into(),
-            "missing".into(),
-        ),
-        Change::GrantToLoginRole { role, member } => (
-            "membership_missing",
-            format!("{member} in {role}"),
-            "member (set role, no inherit)".into(),
-            "not a member".into(),
         ),
         Change::DropRole { role } => (
             "role_extra",
@@ -155,9 +167,7 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             "exists".into(),
         ),
         Change::RecordProject { .. }
-        | Change::RevokeRole { .. }
-        | Change::DropSchema { .. }
-        | Change::DropRoles { .. }
+        | Change::DropProject { .. }
         | Change::BorrowOwner { .. }
         | Change::ReturnOwner { .. } => return None,
     };
@@ -172,13 +182,10 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
 }
 
 /// Drift the model-based diff cannot see: foreign grants, SECURITY DEFINER
-/// functions, privileged attributes, extra memberships, lease roles out of
-/// step with the registry.
+/// functions, lease roles out of step with the registry.
 async fn extra_findings(
     conn: &Conn,
-    server: &ServerInfo,
     names: &ProjectNames,
-    state: &ProjectState,
     isolation: &str,
 ) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
@@ -190,10 +197,7 @@ async fn extra_findings(
                coalesce((select json_agg(p.oid::regprocedure::text order by 1) from pg_proc p
                          where p.pronamespace = to_regnamespace($1) and p.prosecdef), '[]'),
                (select count(*) from pg_proc p where p.pronamespace = to_regnamespace($1)),
-               coalesce((select json_agg(json_build_object('role', r.rolname, 'member', pg_has_role(current_user, r.oid, 'USAGE'),
-                                  'admin', exists (select 1 from pg_auth_members a where a.roleid = r.oid
-                                                   and a.member = (select oid from pg_roles where rolname = current_user) and a.admin_option))
-                                  order by r.rolname)
+               coalesce((select json_agg(r.rolname::text order by r.rolname)
                          -- from the class roles' members (offset 0 keeps it the driving side)
                          from (select distinct m.member from pg_auth_members m join pg_roles g on g.oid = m.roleid
                                where g.rolname = any($2) offset 0) cm
@@ -201,10 +205,8 @@ async fn extra_findings(
                          where r.rolname::text ~ '^lease_[0-9a-f]{32}(_anon)?$'
                            and not exists (select 1 from supabase_connector.leases l where l.revoked_at is null
                                            and r.rolname in (l.role_name, l.anon_role_name))), '[]'),
-               coalesce((select json_agg(json_build_object('lease_id', l.lease_id,
-                                  'anon_role', (select r.rolname from pg_roles r where r.rolname = l.anon_role_name))
-                                  order by l.lease_id) from supabase_connector.leases l
-                         where l.project = $3 and l.revoked_at is null
+               coalesce((select json_agg(l.lease_id order by l.lease_id) from supabase_connector.leases l
+                         where l.project = $3 and l.revoked_at is null and l.role_name is not null
                            and not exists (select 1 from pg_roles r where r.rolname = l.role_name)), '[]')",
             &[&names.schema, &vec![names.service_role.clone(), names.authenticated.clone(), names.anon.clone()], &names.slug.as_str()],
         )
@@ -216,27 +218,33 @@ async fn extra_findings(
         let grantee = g["grantee"].as_str().unwrap_or_default();
         let privilege = g["privilege"].as_str().unwrap_or_default();
         // Catalog output: names already quoted by PostgreSQL.
+        let default_acl = |scope: Option<&str>, objects: &str| {
+            Statement::with(
+                "select supabase_connector.role_default_acl_revoke($1, $2, $3, $4)",
+                vec![
+                    Param::Text(object.trim_matches('"').replace("\"\"", "\"")),
+                    Param::OptText(scope.map(str::to_string)),
+                    Param::Text(objects.into()),
+                    Param::Text(grantee.trim_matches('"').replace("\"\"", "\"")),
+                ],
+            )
+        };
         let repair = match kind {
-            "SCHEMA" | "TABLE" | "SEQUENCE" | "ROUTINE" | "TYPE" => vec![Statement::ddl(format!("REVOKE ALL ON {kind} {object} FROM {grantee}"))],
-            k if k.starts_with("DEFAULT ") => vec![Statement::ddl(format!(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {object} IN SCHEMA {} REVOKE ALL ON {} FROM {grantee}",
-                ident(&names.schema),
-                &k["DEFAULT ".len()..]
+            "SCHEMA" | "TABLE" | "SEQUENCE" | "ROUTINE" | "TYPE" => vec![Statement::ddl(format!(
+                "REVOKE ALL ON {kind} {object} FROM {grantee}"
             ))],
+            k if k.starts_with("DEFAULT ") => {
+                vec![default_acl(Some(&names.schema), &k["DEFAULT ".len()..])]
+            }
             k if k.starts_with("GLOBAL DEFAULT ") => {
-                let mut repair = Vec::new();
-                if LeaseRoles::is_lease_role(object) {
-                    // the runtime role holds no lease role until it revokes it
-                    repair.push(Statement::ddl(grant_role_sql(object, &server.runtime_role, false, server)));
-                }
-                repair.push(Statement::ddl(format!(
-                    "ALTER DEFAULT PRIVILEGES FOR ROLE {object} REVOKE ALL ON {} FROM {grantee}",
-                    &k["GLOBAL DEFAULT ".len()..]
-                )));
-                repair
+                vec![default_acl(None, &k["GLOBAL DEFAULT ".len()..])]
             }
             "COLUMN" => split_column(object)
-                .map(|(table, column)| vec![Statement::ddl(format!("REVOKE ALL ({column}) ON TABLE {table} FROM {grantee}"))])
+                .map(|(table, column)| {
+                    vec![Statement::ddl(format!(
+                        "REVOKE ALL ({column}) ON TABLE {table} FROM {grantee}"
+                    ))]
+                })
                 .unwrap_or_default(),
             _ => vec![],
         };
@@ -271,137 +279,39 @@ async fn extra_findings(
             repair: vec![],
         });
     }
-    for role in [
-        &names.owner,
-        &names.service_role,
-        &names.authenticated,
-        &names.anon,
-    ] {
-        if let Some(r) = state.role(role) {
-            for (flag, name) in [
-                (r.superuser, "SUPERUSER"),
-                (r.replication, "REPLICATION"),
-                (r.bypassrls, "BYPASSRLS"),
-            ] {
-                if flag {
-                    out.push(Finding {
-                        code: "role_privileged_attribute",
-                        severity: "error",
-                        object: format!("role {role}"),
-                        expected: format!("NO{name}"),
-                        actual: name.into(),
-                        // only a superuser may take these away
-                        repair: vec![],
-                    });
-                }
-            }
-        }
-    }
-    // Memberships the model does not have.
-    let runtime = server.runtime_role.as_str();
-    let allowed = |role: &str, member: &str| {
-        (role == names.owner && (member == names.service_role || member == runtime))
-            || (role == "authenticated" && member == names.authenticated)
-            || (role == "anon" && member == names.anon)
-            || (role == AUTH_ROLE && member == names.owner)
-            || ([
-                &names.service_role,
-                &names.authenticated,
-                &names.anon,
-                &names.authenticator,
-            ]
-            .contains(&&role.to_string())
-                && member == runtime)
-            || (member == runtime && role == names.authenticator)
-            || (isolation == "isolated"
-                && member == names.authenticator
-                && [&names.service_role, &names.authenticated, &names.anon]
-                    .contains(&&role.to_string()))
-    };
-    // On 16+ a membership can only be revoked by its grantor (or a
-    // superuser): one granted by a superuser is reported, not repaired.
-    let revocable = |m: &Membership| {
-        !server.pg16_grants() || m.grantor.as_deref().unwrap_or(runtime) == runtime
-    };
-    for m in &state.memberships {
-        if m.role == names.owner && m.member == runtime && !m.admin {
-            // Borrowed per transaction, never kept: a lasting grant (from an
-            // earlier version) makes every membership check of the runtime
-            // role walk one more role per project.
-            if revocable(m) {
-                out.push(Finding {
-                    code: "membership_lasting",
-                    severity: "warning",
-                    object: format!("{} in {}", m.member, m.role),
-                    expected: "borrowed only while an action needs it".into(),
-                    actual: "kept".into(),
-                    repair: vec![Statement::ddl(revoke_role_sql(&m.role, &m.member))],
-                });
-            }
-            continue;
-        }
-        if !allowed(&m.role, &m.member) {
-            let grantor = m.grantor.as_deref().unwrap_or(runtime);
-            let revocable = revocable(m);
-            out.push(Finding {
-                code: "membership_extra",
-                severity: "error",
-                object: format!("{} in {}", m.member, m.role),
-                expected: "not a member".into(),
-                actual: if revocable {
-                    "member".into()
-                } else {
-                    format!("member, granted by {grantor}: revoke it as {grantor} or a superuser")
-                },
-                repair: if revocable {
-                    vec![Statement::ddl(revoke_role_sql(&m.role, &m.member))]
-                } else {
-                    vec![]
-                },
-            });
-        }
-    }
     let orphans: Value = row.get(3);
     for o in orphans.as_array().into_iter().flatten() {
-        let r = o["role"].as_str().unwrap_or_default();
-        let member = o["member"].as_bool().unwrap_or(false);
-        let admin = o["admin"].as_bool().unwrap_or(false);
-        // Dropping what it owns needs its privileges: on 15 CREATEROLE may
-        // grant them; on 16+ only a role made by the runtime role (which
-        // holds ADMIN OPTION on it) can be taken apart (others are reported).
-        let repair = match (member, server.pg16_grants() && !admin) {
-            (true, _) => drop_lease_role(r, &names.owner, None),
-            (false, false) => drop_lease_role(r, &names.owner, Some(server)),
-            (false, true) => vec![],
-        };
+        let r = o.as_str().unwrap_or_default();
         out.push(Finding {
             code: "lease_role_orphan",
             severity: "error",
             object: format!("role {r}"),
             expected: "a live lease in the registry".into(),
             actual: "no live lease".into(),
-            repair,
+            repair: vec![Statement::with(
+                "select supabase_connector.lease_role_drop_orphan($1, $2)",
+                vec![
+                    Param::Text(r.into()),
+                    Param::Text(names.slug.as_str().into()),
+                ],
+            )],
         });
     }
     let missing: Value = row.get(4);
     for m in missing.as_array().into_iter().flatten() {
-        let id = m["lease_id"].as_str().unwrap_or_default();
+        let id = m.as_str().unwrap_or_default();
         let lease_id = uuid::Uuid::parse_str(id).map_err(|_| Error::internal("bad lease id"))?;
-        let mut repair = vec![Statement::with(
-            "update supabase_connector.leases set revoked_at = now(), revoke_reason = 'role missing (verify)' where lease_id = $1",
-            vec![Param::Uuid(lease_id)],
-        )];
-        if let Some(anon) = m["anon_role"].as_str() {
-            // the rest of the lease goes with it
-            repair.extend(drop_lease_role(anon, &names.owner, Some(server)));
-        }
         out.push(Finding {
             code: "lease_role_missing",
             severity: "error",
             object: format!("lease {id}"),
             expected: "its role exists".into(),
             actual: "role missing".into(),
-            repair,
+            // the rest of the lease goes with it
+            repair: vec![crate::lease::revoke_statement(
+                vec![lease_id],
+                "role missing (verify)",
+            )],
         });
     }
     Ok(out)
@@ -419,62 +329,29 @@ fn split_column(object: &str) -> Option<(&str, &str)> {
     })
 }
 
-/// Statements taking a leftover lease role apart (as a revocation does),
-/// after granting it to the runtime role of `grant_to` when that role lacks
-/// its privileges.
-fn drop_lease_role(role: &str, owner: &str, grant_to: Option<&ServerInfo>) -> Vec<Statement> {
-    let mut out = Vec::new();
-    if let Some(server) = grant_to {
-        out.push(Statement::ddl(grant_role_sql(
-            role,
-            &server.runtime_role,
-            false,
-            server,
-        )));
-    }
-    out.extend([
-        Statement::ddl(format!("ALTER ROLE {} NOLOGIN", ident(role))),
-        Statement::with(
-            "select pg_terminate_backend(pid, 5000) from pg_stat_activity where usename = $1",
-            vec![Param::Text(role.into())],
-        ),
-        Statement::ddl(format!(
-            "REASSIGN OWNED BY {} TO {}",
-            ident(role),
-            ident(owner)
-        )),
-        Statement::ddl(format!("DROP OWNED BY {}", ident(role))),
-        Statement::ddl(format!("DROP ROLE {}", ident(role))),
-    ]);
-    out
-}
-
-/// The repairs of all findings, in order, with the owner borrowed from
-/// `borrow_at` on when the runtime role does not hold it; a lasting
-/// membership is given up last, after the repairs that use it.
+/// The repairs in order: the diff's own plan (registry row, roles,
+/// memberships, then the owner's objects with the owner borrowed), then the
+/// other findings' repairs, which act on the owner's objects too, before
+/// the owner is given back.
 fn repair_statements(
-    findings: &[Finding],
-    borrow_at: Option<usize>,
-    holds: bool,
-    owner: &str,
+    changes: &[Change],
+    extra: &[Finding],
+    names: &ProjectNames,
     ctx: &PlanContext,
 ) -> Vec<Statement> {
-    let repairs = |fs: &[Finding], lasting: bool| -> Vec<Statement> {
-        fs.iter()
-            .filter(|f| (f.code == "membership_lasting") == lasting)
-            .flat_map(|f| f.repair.iter().cloned())
-            .collect()
+    let runtime = ctx.server.runtime_role.clone();
+    let owner = names.owner.clone();
+    let (body, give_back): (Vec<&Change>, bool) = match changes.last() {
+        Some(Change::ReturnOwner { .. }) => (changes[..changes.len() - 1].iter().collect(), true),
+        _ => (changes.iter().collect(), false),
     };
-    let Some(at) = borrow_at.filter(|_| !holds) else {
-        let mut out = repairs(findings, false);
-        out.extend(repairs(findings, true));
-        return out;
-    };
-    let mut out = repairs(&findings[..at], false);
-    let later = repairs(&findings[at..], false);
-    if !later.is_empty() {
-        let runtime = ctx.server.runtime_role.clone();
-        let owner = owner.to_string();
+    let mut out: Vec<Statement> = body.iter().flat_map(|c| render(c, ctx)).collect();
+    let extra: Vec<Statement> = extra
+        .iter()
+        .flat_map(|f| f.repair.iter().cloned())
+        .collect();
+    let borrowed = give_back;
+    if !extra.is_empty() && !borrowed {
         out.extend(render(
             &Change::BorrowOwner {
                 owner: owner.clone(),
@@ -482,10 +359,12 @@ fn repair_statements(
             },
             ctx,
         ));
-        out.extend(later);
+    }
+    let any_extra = !extra.is_empty();
+    out.extend(extra);
+    if borrowed || any_extra {
         out.extend(render(&Change::ReturnOwner { owner, runtime }, ctx));
     }
-    out.extend(repairs(findings, true));
     out
 }
 
@@ -512,34 +391,20 @@ async fn verify_project(
                 names.slug.as_str()
             )));
         };
+        let runtime = &db.server.runtime_role;
         let mut findings = Vec::new();
-        // Where the repairs start needing the owner's privileges (after any
-        // role the diff recreates).
-        let mut borrow_at = None;
+        let mut changes = Vec::new();
         if row.state == "active" {
             let desired =
-                DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config);
-            for ch in diff_project(&state, &desired, &ctx)? {
-                if matches!(ch, Change::BorrowOwner { .. }) {
-                    borrow_at = Some(findings.len());
-                }
-                let Some(mut finding) = from_change(&ch, &ctx) else {
+                DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?;
+            changes = diff_project(&state, &desired, &ctx)?;
+            for ch in &changes {
+                let Some(mut finding) = from_change(ch, &ctx) else {
                     continue;
                 };
-                if let Change::DropRole { role } = &ch {
-                    // On 16+ dropping a role needs ADMIN OPTION on it, which
-                    // the runtime role lacks on one a superuser created.
-                    let runtime = &db.server.runtime_role;
-                    let admin = state
-                        .memberships
-                        .iter()
-                        .any(|m| &m.role == role && &m.member == runtime && m.admin);
-                    if db.server.pg16_grants() && !admin {
-                        finding.repair.clear();
-                        finding.actual = format!("exists, and {runtime} holds no ADMIN OPTION on it: drop it as a superuser");
-                    }
-                }
-                if repair && matches!(ch, Change::CreateLoginRole { .. }) {
+                if repair
+                    && matches!(ch, Change::CreateRole { role } if *role == names.authenticator)
+                {
                     // As upsert does: a recreated API login role gets a new
                     // password, kept in OpenBao only (written first).
                     let password = crate::lease::scram::new_password();
@@ -566,12 +431,32 @@ async fn verify_project(
                 repair: render(&Change::ApplyExposure, &ctx),
             });
         }
-        let borrow_at =
-            borrow_at.or_else(|| state.role(&names.owner).is_some().then_some(findings.len()));
-        findings.extend(extra_findings(conn, &db.server, names, &state, &row.isolation).await?);
+        if state.holds_owner(&names.owner, runtime) {
+            // Borrowed per transaction, never kept: a lasting grant (from an
+            // earlier version) makes every membership check of the runtime
+            // role walk one more role per project.
+            findings.push(Finding {
+                code: "membership_lasting",
+                severity: "warning",
+                object: format!("{runtime} in {}", names.owner),
+                expected: "borrowed only while an action needs it".into(),
+                actual: "kept".into(),
+                repair: render(
+                    &Change::ReturnOwner {
+                        owner: names.owner.clone(),
+                        runtime: runtime.clone(),
+                    },
+                    &ctx,
+                ),
+            });
+        }
+        let extra = extra_findings(conn, names, &row.isolation).await?;
         if repair {
-            let holds = state.runtime_inherits_owner && state.runtime_can_set_owner;
-            let statements = repair_statements(&findings, borrow_at, holds, &names.owner, &ctx);
+            let mut statements = repair_statements(&changes, &extra, names, &ctx);
+            if changes.is_empty() && extra.is_empty() {
+                // only a lasting membership, or an archived project's listing
+                statements = findings.iter().flat_map(|f| f.repair.clone()).collect();
+            }
             conn.run(&statements).await?;
             audit(
                 conn,
@@ -582,11 +467,12 @@ async fn verify_project(
                     changed: !statements.is_empty(),
                     statements: statements.len() as u32,
                     params: &json!({"repair": true, "project": names.slug.as_str()}),
-                    outcome: json!({"findings": findings.len()}),
+                    outcome: json!({"findings": findings.len() + extra.len()}),
                 },
             )
             .await?;
         }
+        findings.extend(extra);
         let clean = findings
             .iter()
             .all(|f| f.severity != "error" || (repair && !f.repair.is_empty()));

@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use supabase_connector::config::{Config, Secret};
-use supabase_connector::names::LeaseRoles;
 use supabase_connector::stack::Stack;
 use supabase_connector::Connector;
 
@@ -347,7 +346,8 @@ async fn measure_actions(
         )
         .await;
         let id = lease_id(&v);
-        let role = LeaseRoles::new(uuid::Uuid::parse_str(&id).expect("uuid")).main;
+        // tokens name the project's class role
+        let role = format!("proj_{}_service_role", project.replace('-', "_"));
         let sql = format!("BEGIN; SELECT set_config('role', '{role}', true); COMMIT");
         for sample in [&mut switch.after_change, &mut switch.warm] {
             let t = Instant::now();
