@@ -41,6 +41,7 @@ NO_DEFAULT = {
     ("upsert_database_project_access", "expose"),
     ("upsert_database_project_access", "isolation"),
     ("upsert_database_project_access", "tenant_code"),
+    ("upsert_database_project_access", "limits"),
     ("upsert_database_project_access", "lease_ttl_seconds"),
     ("upsert_database_access", "lease_ttl_seconds"),
     ("issue_database_lease", "lease_ttl_seconds"),
@@ -287,7 +288,7 @@ def with_defaults(action, params):
 check(with_defaults("remove_database_project", {"project": "acme"}) == {"project": "acme", "drop_data": False, "dry_run": False},
       "defaults of remove_database_project")
 filled = with_defaults("upsert_database_project_access", {"project": "acme"})
-check(filled == {"project": "acme", "issue_lease": True, "dry_run": False},
+check(filled == {"project": "acme", "issue_lease": True, "database": True, "dry_run": False},
       f"defaults of upsert_database_project_access: {filled}")
 print(f"params: {len(VALID)} valid examples pass, {len(INVALID)} invalid examples fail at the expected pointer")
 

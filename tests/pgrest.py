@@ -1,7 +1,11 @@
-"""Requests the way PostgREST makes them (see ../shared/FACTS.md): verify the
-JWT (HS256, `exp`), connect as `authenticator`, and in one transaction set
-`search_path`, `role` and `request.jwt.claims` with `set_config(…, true)`,
-then run the statement. Anything PostgREST would refuse raises `ApiError`."""
+"""Requests the way PostgREST makes them: verify the JWT (HS256, `exp`),
+connect as the API's login role (`authenticator`, a pool's or an isolated
+project's), and in one transaction set `search_path`, `role` and
+`request.jwt.claims` with `set_config(…, true)`, run the `db-pre-request`
+function (`supabase_connector_api.pre_request()`, as the connector configures
+PostgREST), then the statement. Anything PostgREST would refuse raises
+`ApiError`; a `PTxxx` SQLSTATE raised by the pre-request function becomes
+that HTTP status, as PostgREST answers it."""
 
 from __future__ import annotations
 
@@ -13,22 +17,41 @@ import psycopg
 
 
 class ApiError(Exception):
-    """A refused request. `kind`: jwt_invalid, jwt_expired, role_switch, db;
-    `pgcode`: the SQLSTATE for database errors."""
+    """A refused request. `kind`: jwt_invalid, jwt_expired, role_switch,
+    pre_request, db; `pgcode`: the SQLSTATE for database errors; `status`:
+    the HTTP status PostgREST answers with."""
 
-    def __init__(self, kind: str, message: str, pgcode: Optional[str] = None) -> None:
+    def __init__(self, kind: str, message: str, pgcode: Optional[str] = None, status: int = 400) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.pgcode = pgcode
+        self.status = status
+
+
+#: PostgREST's `db-pre-request` as the connector configures it.
+PRE_REQUEST = "supabase_connector_api.pre_request"
+
+
+def _status(sqlstate: Optional[str], anonymous: bool) -> int:
+    """The HTTP status PostgREST gives a database error."""
+    if sqlstate and sqlstate.startswith("PT") and sqlstate[2:].isdigit():
+        return int(sqlstate[2:])
+    if sqlstate == "42501":
+        return 401 if anonymous else 403
+    if sqlstate == "57014":
+        return 500
+    return 400
 
 
 class Client:
     """One connection as `authenticator`, reused across requests like
     PostgREST's pool."""
 
-    def __init__(self, dsn: str, jwt_secret: str) -> None:
+    def __init__(self, dsn: str, jwt_secret: str, anon_role: str = "anon", pre_request: Optional[str] = PRE_REQUEST) -> None:
         self.dsn = dsn
         self.jwt_secret = jwt_secret
+        self.anon_role = anon_role
+        self.pre_request = pre_request
         self._conn: Optional[psycopg.Connection] = None
 
     def _connection(self) -> psycopg.Connection:
@@ -40,20 +63,22 @@ class Client:
         try:
             return dict(pyjwt.decode(token, self.jwt_secret, algorithms=["HS256"], options={"verify_aud": False}))
         except pyjwt.ExpiredSignatureError as e:
-            raise ApiError("jwt_expired", str(e)) from None
+            raise ApiError("jwt_expired", str(e), status=401) from None
         except pyjwt.InvalidTokenError as e:
-            raise ApiError("jwt_invalid", str(e)) from None
+            raise ApiError("jwt_invalid", str(e), status=401) from None
 
     #: Whether the last request's statement returned rows (a result set).
     last_had_result = False
 
     def request(
-        self, token: str, schema: str, sql: str, params: Sequence[Any] = (), rollback: bool = False
+        self, token: Optional[str], schema: str, sql: str, params: Sequence[Any] = (), rollback: bool = False
     ) -> List[tuple]:
-        """Run `sql` as the token's role with `schema` as the profile; returns
-        rows. With `rollback`, the transaction is rolled back afterwards."""
-        claims = self.claims(token)
-        role = str(claims.get("role", "anon"))
+        """Run `sql` as the token's role (the anonymous role without a token)
+        with `schema` as the profile; returns rows. With `rollback`, the
+        transaction is rolled back afterwards."""
+        claims = self.claims(token) if token is not None else {}
+        role = str(claims.get("role", self.anon_role))
+        anonymous = token is None
         conn = self._connection()
         out: List[tuple] = []
         try:
@@ -66,13 +91,18 @@ class Client:
                             (f'"{schema}", public', role, json.dumps(claims)),
                         )
                     except psycopg.Error as e:
-                        raise ApiError("role_switch", str(e).strip(), e.sqlstate) from None
+                        raise ApiError("role_switch", str(e).strip(), e.sqlstate, _status(e.sqlstate, anonymous)) from None
+                    if self.pre_request:
+                        try:
+                            cur.execute(f"select {self.pre_request}()")
+                        except psycopg.Error as e:
+                            raise ApiError("pre_request", str(e).strip(), e.sqlstate, _status(e.sqlstate, anonymous)) from None
                     try:
                         cur.execute(sql, params)
                         out = cur.fetchall() if cur.description else []
                         self.last_had_result = cur.description is not None
                     except psycopg.Error as e:
-                        raise ApiError("db", str(e).strip(), e.sqlstate) from None
+                        raise ApiError("db", str(e).strip(), e.sqlstate, _status(e.sqlstate, anonymous)) from None
                 if rollback:
                     raise psycopg.Rollback()
         except psycopg.OperationalError:
@@ -80,7 +110,7 @@ class Client:
             raise
         return out
 
-    def allowed(self, token: str, schema: str, sql: str, params: Sequence[Any] = ()) -> bool:
+    def allowed(self, token: Optional[str], schema: str, sql: str, params: Sequence[Any] = ()) -> bool:
         """True when the request succeeds, False when PostgREST would refuse it."""
         try:
             self.request(token, schema, sql, params)

@@ -501,10 +501,10 @@ fn alter_role(changes: &mut Vec<Change>, r: &RoleState, login: bool) {
 /// Whether a grant has the options a wanted membership needs (on 15 every
 /// grant inherits and allows SET).
 fn membership_fits(m: &Membership, kind: MembershipKind) -> bool {
-    let (inherit, set) = (m.inherit.unwrap_or(true), m.set.unwrap_or(true));
-    match kind {
-        MembershipKind::Inherit => inherit && set,
-        MembershipKind::Set => !inherit && set,
+    match (m.inherit, m.set, kind) {
+        (None, _, _) => true,
+        (Some(inherit), set, MembershipKind::Inherit) => inherit && set.unwrap_or(true),
+        (Some(inherit), set, MembershipKind::Set) => !inherit && set.unwrap_or(true),
     }
 }
 

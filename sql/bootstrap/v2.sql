@@ -649,6 +649,10 @@ begin
                         l.role_name, l.anon_role_name)) then
     return;
   end if;
+  if v_claims is null or v_claims = '{}' then
+    -- no token: the anonymous role of an isolated project's PostgREST
+    raise sqlstate 'PT401' using message = 'a lease''s token is required';
+  end if;
   raise sqlstate 'PT401' using message = 'lease revoked or expired';
 end
 $$;

@@ -306,7 +306,7 @@ pub fn lease_json(v: &LeaseView) -> Value {
     if let Some(url) = database.get("url") {
         env["DATABASE_URL"] = url.clone();
     }
-    let mut lease = json!({
+    json!({
         "lease_id": v.lease_id.to_string(),
         "project": v.names.slug.as_str(),
         "schema": v.names.schema,
@@ -317,13 +317,10 @@ pub fn lease_json(v: &LeaseView) -> Value {
         "expires_at": timestamp(&v.expires_at),
         "ttl_seconds": (v.expires_at - v.issued_at).num_seconds().max(0),
         "renewable": v.renewable,
+        "database": database,
         "api": api,
         "env": env,
-    });
-    if !database.is_null() {
-        lease["database"] = database;
-    }
-    lease
+    })
 }
 
 /// The API URL a lease of a project points to: the central gateway, or for
