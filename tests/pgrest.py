@@ -92,6 +92,17 @@ class Client:
                         )
                     except psycopg.Error as e:
                         raise ApiError("role_switch", str(e).strip(), e.sqlstate, _status(e.sqlstate, anonymous)) from None
+                    # PostgREST applies the settings of the role it switched
+                    # to (not of that role's parents), such as statement_timeout
+                    cur.execute(
+                        "select split_part(c, '=', 1), substr(c, strpos(c, '=') + 1) "
+                        "from pg_db_role_setting s join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c "
+                        "where r.rolname = %s and s.setdatabase in (0, (select oid from pg_database where datname = current_database())) "
+                        "order by s.setdatabase",
+                        (role,),
+                    )
+                    for name, value in cur.fetchall():
+                        cur.execute("select set_config(%s, %s, true)", (name, value))
                     if self.pre_request:
                         try:
                             cur.execute(f"select {self.pre_request}()")

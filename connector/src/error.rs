@@ -122,6 +122,10 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// SQLSTATE the bootstrap's functions raise when a project limit is reached
+/// (`limits.max_database_leases`): a `conflict`.
+pub const LIMIT_REACHED: &str = "SC409";
+
 /// SQLSTATE classes that mean "the server went away", not "the SQL was wrong".
 fn is_connection_state(code: &str) -> bool {
     code.starts_with("08") // connection exception
@@ -143,6 +147,9 @@ impl From<tokio_postgres::Error> for Error {
             } else if code == "40P01" || code == "55P03" || code == "57014" {
                 // deadlock, lock timeout, statement timeout: the action rolled back
                 ErrorCode::DatabaseUnavailable
+            } else if code == LIMIT_REACHED {
+                // a project limit the bootstrap's functions enforce
+                return Error::conflict(db.message().to_string()).with_details(details);
             } else {
                 ErrorCode::Internal
             };

@@ -111,6 +111,11 @@ pub enum Change {
     },
     /// Recompute and apply the served schema list.
     ApplyExposure,
+    /// Bring the login roles of the project's live database leases in line
+    /// with its limits (connections, timeouts).
+    ApplyLeaseLimits {
+        slug: String,
+    },
     /// Drop the schema with everything in it and the project's roles
     /// (removal with `drop_data`, once the project is unlisted).
     DropProject {
@@ -230,6 +235,17 @@ pub fn diff_project(
             isolation: row.isolation,
             tenant_code: row.tenant_code,
             limits: row.limits,
+        });
+    }
+
+    // Live database leases follow a change of the limits.
+    if current
+        .registry
+        .as_ref()
+        .is_some_and(|r| r.limits != row_limits(desired))
+    {
+        changes.push(Change::ApplyLeaseLimits {
+            slug: n.slug.as_str().into(),
         });
     }
 
@@ -435,6 +451,10 @@ pub fn diff_project(
     Ok(changes)
 }
 
+fn row_limits(desired: &DesiredProject) -> serde_json::Value {
+    serde_json::to_value(&desired.limits).unwrap_or_default()
+}
+
 /// `statement_timeout` of the API login roles the connector creates, as
 /// Supabase sets its own `authenticator`'s.
 pub const AUTHENTICATOR_STATEMENT_TIMEOUT_MS: u64 = 8000;
@@ -581,6 +601,9 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
         }
         Change::DropRole { role } => {
             return role_function("select supabase_connector.role_drop($1)", vec![text(role)])
+        }
+        Change::ApplyLeaseLimits { slug } => {
+            return role_function("select supabase_connector.project_lease_limits($1)", vec![text(slug)])
         }
         Change::DropProject { slug } => {
             return role_function("select supabase_connector.project_drop($1)", vec![text(slug)])

@@ -426,6 +426,63 @@ begin
 end
 $$;
 
+-- A lease login role's share of its project's limits: CONNECTION LIMIT,
+-- its class's `statement_timeout` and `idle_in_transaction_session_timeout`
+-- (0: none). `p_limits` is the project's resolved limits; keys it lacks (a
+-- project not upserted since version 1) take the defaults.
+create or replace function supabase_connector.lease_role_limits(p_role text, p_class text, p_limits jsonb)
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_setting record;
+begin
+  execute format('alter role %I connection limit %s', p_role,
+                 coalesce((p_limits ->> 'connection_limit')::int, 10));
+  for v_setting in
+    select * from (values
+      ('statement_timeout', coalesce(p_limits -> 'statement_timeout' ->> p_class,
+                                     case p_class when 'anon' then '3000' when 'authenticated' then '8000' else '0' end)),
+      ('idle_in_transaction_session_timeout', coalesce(p_limits ->> 'idle_in_transaction_session_timeout', '60000'))
+    ) v(name, value)
+  loop
+    if v_setting.value::bigint = 0 then
+      execute format('alter role %I reset %I', p_role, v_setting.name);
+    else
+      execute format('alter role %I set %I = %L', p_role, v_setting.name, v_setting.value::bigint::text);
+    end if;
+  end loop;
+end
+$$;
+
+-- Bring the login roles of a project's live leases in line with its limits
+-- (after they change, or drift by hand). Returns how many it touched.
+create or replace function supabase_connector.project_lease_limits(p_slug text)
+returns integer
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  l record;
+  v_count integer := 0;
+begin
+  for l in
+    select le.role_name, le.access_class, p.limits
+    from supabase_connector.leases le join supabase_connector.projects p on p.slug = le.project
+    where le.project = p_slug and le.revoked_at is null and le.role_name is not null
+      and to_regrole(quote_ident(le.role_name)) is not null
+    order by le.lease_id
+  loop
+    perform supabase_connector.lease_role_limits(l.role_name, l.access_class, l.limits);
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
 -- Create the login role of a registered, live database lease: LOGIN with
 -- the connector's SCRAM verifier, VALID UNTIL the lease's expiry, member of
 -- the project's class role, the project's limits (connections, timeouts).
@@ -445,7 +502,6 @@ declare
   v_limits jsonb;
   v_live integer;
   v_max integer;
-  v_timeout text;
 begin
   select le.*, p.schema_name, p.state, p.limits into l
   from supabase_connector.leases le join supabase_connector.projects p on p.slug = le.project
@@ -467,18 +523,9 @@ begin
     raise exception 'project % has % live database leases, its limit (limits.max_database_leases)', l.project, v_max
       using errcode = 'SC409', hint = 'revoke one, wait for one to expire, or raise the project''s limits.max_database_leases';
   end if;
-  execute format('create role %I login inherit connection limit %s password %L valid until %L in role %I',
-                 v_role, coalesce((v_limits ->> 'connection_limit')::int, 10), p_verifier, l.expires_at,
-                 l.schema_name || '_' || l.access_class);
-  v_timeout := coalesce(v_limits -> 'statement_timeout' ->> l.access_class,
-                        case l.access_class when 'anon' then '3000' when 'authenticated' then '8000' else '0' end);
-  if v_timeout <> '0' then
-    execute format('alter role %I set statement_timeout = %L', v_role, v_timeout);
-  end if;
-  v_timeout := coalesce(v_limits ->> 'idle_in_transaction_session_timeout', '60000');
-  if v_timeout <> '0' then
-    execute format('alter role %I set idle_in_transaction_session_timeout = %L', v_role, v_timeout);
-  end if;
+  execute format('create role %I login inherit password %L valid until %L in role %I',
+                 v_role, p_verifier, l.expires_at, l.schema_name || '_' || l.access_class);
+  perform supabase_connector.lease_role_limits(v_role, l.access_class, v_limits);
 end
 $$;
 
@@ -804,7 +851,8 @@ begin
                   supabase_connector.role_drop(text), supabase_connector.project_drop(text),
                   supabase_connector.role_default_acl_revoke(text, text, text, text),
                   supabase_connector.lease_role_create(uuid, text), supabase_connector.lease_role_renew(uuid, text),
-                  supabase_connector.lease_revoke(uuid[], text), supabase_connector.lease_role_drop_orphan(text, text)
+                  supabase_connector.lease_revoke(uuid[], text), supabase_connector.lease_role_drop_orphan(text, text),
+                  supabase_connector.project_lease_limits(text)
                   to %I', v_runtime);
 end
 $$;

@@ -284,6 +284,13 @@ pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
                  from supabase_connector.teams t where t.project = p.slug), '[]'),
                'active_leases', (select count(*) from supabase_connector.leases l
                                  where l.project = p.slug and l.revoked_at is null and l.expires_at > now()),
+               'limits', p.limits,
+               'usage', json_build_object(
+                 'size_bytes', (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c
+                                where c.relnamespace = to_regnamespace(p.schema_name) and c.relkind in ('r', 'p', 'm')),
+                 'database_leases', (select count(*) from supabase_connector.leases l
+                                     where l.project = p.slug and l.revoked_at is null and l.database
+                                       and l.expires_at > now())),
                'migrations', coalesce((select json_agg(json_build_object(
                    'version', m.version, 'name', m.name, 'checksum', m.checksum, 'applied_at', m.applied_at)
                    order by length(m.version), m.version)
@@ -294,8 +301,11 @@ pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
         )
         .await?
         .ok_or_else(|| Error::not_found(format!("project {:?} is not provisioned", names.slug.as_str())))?;
-    let state: Value = row.get(0);
+    let mut state: Value = row.get(0);
     let isolation = state["isolation"].as_str().unwrap_or("shared").to_string();
+    // limits as they apply: the stored ones over the configured defaults
+    let stored = state["limits"].clone();
+    state["limits"] = serde_json::to_value(c.config.limits.merged(&stored)?)?;
     let listed = state["listed"].clone();
     let mut out = json!({
         "project": names.slug.as_str(),

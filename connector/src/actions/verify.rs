@@ -3,6 +3,7 @@
 
 use super::{audit, in_transaction, project_names};
 use crate::apply::Audit;
+use crate::config::Limits;
 use crate::db::{Conn, Lock, Param, Statement};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
@@ -166,7 +167,8 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             "absent (the project is served by the central API)".into(),
             "exists".into(),
         ),
-        Change::RecordProject { .. }
+        Change::ApplyLeaseLimits { .. }
+        | Change::RecordProject { .. }
         | Change::DropProject { .. }
         | Change::BorrowOwner { .. }
         | Change::ReturnOwner { .. } => return None,
@@ -187,6 +189,8 @@ async fn extra_findings(
     conn: &Conn,
     names: &ProjectNames,
     isolation: &str,
+    limits: &Limits,
+    ctx: &PlanContext<'_>,
 ) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let row = conn
@@ -207,7 +211,14 @@ async fn extra_findings(
                                            and r.rolname in (l.role_name, l.anon_role_name))), '[]'),
                coalesce((select json_agg(l.lease_id order by l.lease_id) from supabase_connector.leases l
                          where l.project = $3 and l.revoked_at is null and l.role_name is not null
-                           and not exists (select 1 from pg_roles r where r.rolname = l.role_name)), '[]')",
+                           and not exists (select 1 from pg_roles r where r.rolname = l.role_name)), '[]'),
+               coalesce((select json_agg(json_build_object('role', r.rolname, 'class', l.access_class,
+                                  'connection_limit', r.rolconnlimit, 'settings', coalesce(s.setconfig, '{}')) order by r.rolname)
+                         from supabase_connector.leases l join pg_roles r on r.rolname = l.role_name
+                         left join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+                         where l.project = $3 and l.revoked_at is null), '[]'),
+               (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c
+                where c.relnamespace = to_regnamespace($1) and c.relkind in ('r', 'p', 'm'))",
             &[&names.schema, &vec![names.service_role.clone(), names.authenticated.clone(), names.anon.clone()], &names.slug.as_str()],
         )
         .await?;
@@ -314,7 +325,81 @@ async fn extra_findings(
             )],
         });
     }
+    let lease_roles: Value = row.get(5);
+    let drifted: Vec<&str> = lease_roles
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| !lease_role_fits(r, limits))
+        .filter_map(|r| r["role"].as_str())
+        .collect();
+    for role in drifted {
+        out.push(Finding {
+            code: "lease_role_limits",
+            severity: "error",
+            object: format!("role {role}"),
+            expected: format!(
+                "CONNECTION LIMIT {}, its class's statement_timeout and idle_in_transaction_session_timeout {}",
+                limits.connection_limit, limits.idle_in_transaction_session_timeout
+            ),
+            actual: "differs".into(),
+            // one call brings every live lease role of the project in line
+            // (repeated repairs run once)
+            repair: render(
+                &Change::ApplyLeaseLimits {
+                    slug: names.slug.as_str().into(),
+                },
+                ctx,
+            ),
+        });
+    }
+    let size: i64 = row.get(6);
+    if let Some(max) = limits.max_size_bytes {
+        if size as u64 > max {
+            out.push(Finding {
+                code: "size_over_limit",
+                severity: "warning",
+                object: format!("schema {}", names.schema),
+                expected: format!("at most {max} bytes (limits.max_size_bytes)"),
+                actual: format!("{size} bytes"),
+                repair: vec![],
+            });
+        }
+    }
     Ok(out)
+}
+
+/// Whether a live lease's login role carries its project's limits: the
+/// connection limit and the two timeouts of its class (absent when 0).
+fn lease_role_fits(role: &Value, limits: &Limits) -> bool {
+    let class = role["class"].as_str().unwrap_or_default();
+    let statement = match class {
+        "anon" => limits.statement_timeout.anon,
+        "authenticated" => limits.statement_timeout.authenticated,
+        _ => limits.statement_timeout.service_role,
+    };
+    let settings: Vec<&str> = role["settings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let has = |name: &str, ms: u64| {
+        let found = settings
+            .iter()
+            .find_map(|s| s.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+        match (ms, found) {
+            (0, found) => found.is_none(),
+            (ms, Some(v)) => v == ms.to_string(),
+            _ => false,
+        }
+    };
+    role["connection_limit"].as_i64() == Some(i64::from(limits.connection_limit))
+        && has("statement_timeout", statement)
+        && has(
+            "idle_in_transaction_session_timeout",
+            limits.idle_in_transaction_session_timeout,
+        )
 }
 
 /// `table (column)` as `foreign_grants` writes it (both quoted by
@@ -450,7 +535,9 @@ async fn verify_project(
                 ),
             });
         }
-        let extra = extra_findings(conn, names, &row.isolation).await?;
+        let limits =
+            DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?.limits;
+        let extra = extra_findings(conn, names, &row.isolation, &limits, &ctx).await?;
         if repair {
             let mut statements = repair_statements(&changes, &extra, names, &ctx);
             if changes.is_empty() && extra.is_empty() {
