@@ -150,6 +150,35 @@ pub struct ApiConfig {
     /// URL of an isolated project's dedicated PostgREST; `{project}` and
     /// `{schema}` are replaced.
     pub isolated_url_template: Option<String>,
+    /// API pools: each a login role and a PostgREST serving a bounded set of
+    /// projects (docs/operations.md "API pools"). Empty: every shared
+    /// project is served by Supabase's own API (`central`).
+    pub pools: Vec<PoolConfig>,
+}
+
+/// One configured API pool.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// `^[a-z][a-z0-9_]{0,29}$`; its login role is `supabase_connector_pool_<name>`.
+    pub name: String,
+    /// The URL its leases point to (a gateway route in front of its PostgREST).
+    pub url: Option<String>,
+    /// Projects it serves at most; default by server version
+    /// ([`default_max_projects`]).
+    pub max_projects: Option<u32>,
+}
+
+/// The default capacity of a pool: after any role change in the cluster,
+/// each of a pool's PostgREST sessions re-checks its login role's
+/// memberships (3 per project) on its next request, quadratically on
+/// PostgreSQL 15 and linearly on 17+ (bench/README.md has the curve).
+pub fn default_max_projects(server_version_num: i32) -> u32 {
+    if server_version_num >= 170000 {
+        1000
+    } else {
+        150
+    }
 }
 
 impl Default for ApiConfig {
@@ -159,6 +188,7 @@ impl Default for ApiConfig {
             isolation: "shared".into(),
             tenant_code: "allow".into(),
             isolated_url_template: None,
+            pools: Vec::new(),
         }
     }
 }
@@ -357,6 +387,33 @@ impl Config {
             &self.database.sslmode,
             &["disable", "prefer", "require"],
         )?;
+        let mut names = std::collections::BTreeSet::new();
+        for pool in &self.api.pools {
+            let b = pool.name.as_bytes();
+            let ok = !b.is_empty()
+                && b.len() <= 30
+                && b[0].is_ascii_lowercase()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
+            if !ok || pool.name == "central" {
+                return Err(Error::invalid(format!(
+                    "config api.pools: {:?} is not a pool name (1-30 of a-z, 0-9, '_', starting with a letter; not \"central\")",
+                    pool.name
+                )));
+            }
+            if !names.insert(pool.name.as_str()) {
+                return Err(Error::invalid(format!(
+                    "config api.pools: pool {:?} is listed twice",
+                    pool.name
+                )));
+            }
+            if pool.max_projects == Some(0) {
+                return Err(Error::invalid(format!(
+                    "config api.pools: pool {:?} needs max_projects of at least 1",
+                    pool.name
+                )));
+            }
+        }
         for s in &self.exposure.base_schemas {
             if !crate::plan::is_plain_identifier(s) {
                 return Err(Error::invalid(format!(

@@ -16,6 +16,8 @@ pub struct ProjectRow {
     pub tenant_code: String,
     /// The project's resolved limits (`{}` before any were recorded).
     pub limits: Value,
+    /// The API pool it is placed on.
+    pub pool: String,
 }
 
 /// Attributes of one role.
@@ -87,6 +89,25 @@ pub struct RoleSetting {
     pub value: String,
 }
 
+/// A pool's registry row.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PoolRow {
+    pub url: Option<String>,
+    pub max_projects: i32,
+}
+
+/// A configured API pool as the catalog and registry have it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolState {
+    pub name: String,
+    pub registry: Option<PoolRow>,
+    /// Its login role.
+    pub role: Option<RoleState>,
+    pub statement_timeout: Option<String>,
+    /// Its login role may switch to the pools' anonymous role.
+    pub anon_member: bool,
+}
+
 /// Everything `upsert_database_project_access` compares against.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProjectState {
@@ -106,8 +127,11 @@ pub struct ProjectState {
     pub matviews_with_class_grants: Vec<String>,
     /// The schema is in the served `pgrst.db_schemas` list.
     pub listed: bool,
-    /// The central `authenticator` runs the connector's `pre_request`.
+    /// The login role of the pool the project is on runs the connector's
+    /// `pre_request`.
     pub pre_request_set: bool,
+    /// The configured pool the state was read for (none for `central`).
+    pub pool: Option<PoolState>,
     pub exposure_settings: Option<Value>,
     pub active_leases: i64,
 }
@@ -151,7 +175,8 @@ impl ProjectState {
 }
 
 /// The project-state query. `$1` slug, `$2` the project's role names, `$3`
-/// schema, `$4` owner, `$5` authenticated class, `$6` anon class.
+/// schema, `$4` owner, `$5` authenticated class, `$6` anon class, `$7` the
+/// pool to read (null: the project's own).
 fn project_state_sql(server: &ServerInfo) -> String {
     let membership_options = if server.pg16_grants() {
         ", 'inherit', am.inherit_option, 'set', am.set_option"
@@ -160,7 +185,13 @@ fn project_state_sql(server: &ServerInfo) -> String {
     };
     format!(
         r#"
-with r as (
+with stored_pool as (
+  select case when p.pool = 'central' then 'authenticator' else 'supabase_connector_pool_' || p.pool end as auth
+  from (select coalesce((select pool from supabase_connector.projects where slug = $1::text), 'central') as pool) p
+), wanted_pool as (
+  select x.name, case when x.name = 'central' then 'authenticator' else 'supabase_connector_pool_' || x.name end as auth
+  from (select coalesce($7::text, (select pool from supabase_connector.projects where slug = $1::text), 'central') as name) x
+), r as (
   select oid, rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
   from pg_roles where rolname = any($2::text[])
 ), nsp as (
@@ -186,7 +217,7 @@ with r as (
 )
 select json_build_object(
   'registry', (select row_to_json(p) from (
-      select state, exposed, isolation, tenant_code, limits from supabase_connector.projects where slug = $1::text) p),
+      select state, exposed, isolation, tenant_code, limits, pool from supabase_connector.projects where slug = $1::text) p),
   'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
   'roles', coalesce((select json_agg(json_build_object(
       'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
@@ -238,19 +269,34 @@ select json_build_object(
     from pg_class c join nsp n on n.oid = c.relnamespace
     where c.relkind = 'm' and exists (select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) x
                                       join pg_roles g on g.oid = x.grantee where g.rolname in ($5::text, $6::text))), '[]'),
-  'pre_request_set', coalesce(supabase_connector.served_pre_request('authenticator') = 'supabase_connector_api.pre_request', false),
-  'listed', $3::text = any(string_to_array(coalesce(supabase_connector.served_db_schemas(), ''), ',')),
+  'pre_request_set', coalesce(supabase_connector.served_pre_request((select auth from stored_pool))
+                              = 'supabase_connector_api.pre_request', false),
+  'listed', $3::text = any(string_to_array(coalesce(
+      supabase_connector.served_setting((select auth from stored_pool), 'pgrst.db_schemas'), ''), ',')),
+  'pool', (select json_build_object(
+      'name', q.name,
+      'registry', (select row_to_json(po) from (select url, max_projects from supabase_connector.pools where name = q.name) po),
+      'role', (select json_build_object(
+          'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
+          'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
+          'bypassrls', rolbypassrls) from pg_roles where rolname = q.auth),
+      'statement_timeout', supabase_connector.served_setting(q.auth, 'statement_timeout'),
+      'anon_member', exists (select 1 from pg_auth_members a where a.roleid = to_regrole('supabase_connector_pool_anon')
+                             and a.member = to_regrole(quote_ident(q.auth))))
+    from wanted_pool q where q.name <> 'central'),
   'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
   'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)
 )"#
     )
 }
 
-/// Read a project's actual state: one query.
+/// Read a project's actual state: one query. `pool`: the configured pool
+/// to read as well (default: the one the project is on).
 pub async fn project_state(
     conn: &Conn,
     server: &ServerInfo,
     names: &ProjectNames,
+    pool: Option<&str>,
 ) -> Result<ProjectState> {
     let role_names = vec![
         names.owner.clone(),
@@ -269,6 +315,7 @@ pub async fn project_state(
                 &names.owner,
                 &names.authenticated,
                 &names.anon,
+                &pool,
             ],
         )
         .await?;

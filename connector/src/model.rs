@@ -5,7 +5,7 @@
 use crate::config::{Config, Limits};
 use crate::error::Result;
 use crate::inspect::ProjectRow;
-use crate::names::{ProjectNames, AUTHENTICATOR, AUTH_ROLE};
+use crate::names::{pool_authenticator, ProjectNames, AUTH_ROLE, CENTRAL_POOL};
 use serde_json::Value;
 
 /// The desired state of one project.
@@ -18,6 +18,8 @@ pub struct DesiredProject {
     /// `allow` or `deny`.
     pub tenant_code: String,
     pub limits: Limits,
+    /// The API pool serving it when shared (`central`: Supabase's own).
+    pub pool: String,
 }
 
 impl DesiredProject {
@@ -62,6 +64,12 @@ impl DesiredProject {
                 &config.api.tenant_code,
             ),
             limits,
+            pool: params
+                .get("pool")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| stored.map(|s| s.pool.clone()))
+                .unwrap_or_else(|| CENTRAL_POOL.to_string()),
             names,
         })
     }
@@ -74,22 +82,23 @@ impl DesiredProject {
             isolation: self.isolation.clone(),
             tenant_code: self.tenant_code.clone(),
             limits: serde_json::to_value(&self.limits).unwrap_or_default(),
+            pool: self.pool.clone(),
         }
     }
 
-    /// Whether the schema belongs in the central `pgrst.db_schemas`.
-    pub fn listed_centrally(&self) -> bool {
+    /// Whether the schema belongs in its pool's served list.
+    pub fn listed(&self) -> bool {
         self.exposed && self.isolation == "shared"
     }
 
     /// The login role that serves this project's API and switches to its
-    /// class roles: its own when isolated, else the central `authenticator`
-    /// while the project is exposed; none otherwise.
-    pub fn api_authenticator(&self) -> Option<&str> {
+    /// class roles: its own when isolated, else its pool's while the
+    /// project is exposed; none otherwise.
+    pub fn api_authenticator(&self) -> Option<String> {
         if self.isolation == "isolated" {
-            Some(&self.names.authenticator)
+            Some(self.names.authenticator.clone())
         } else if self.exposed {
-            Some(AUTHENTICATOR)
+            Some(pool_authenticator(&self.pool))
         } else {
             None
         }
@@ -115,7 +124,7 @@ impl DesiredProject {
             for class in [&n.service_role, &n.authenticated, &n.anon] {
                 out.push(WantedMembership {
                     role: class.clone(),
-                    member: api.to_string(),
+                    member: api.clone(),
                     kind: MembershipKind::Set,
                 });
             }

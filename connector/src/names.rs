@@ -11,6 +11,19 @@ pub const REGISTRY_SCHEMA: &str = "supabase_connector";
 pub const AUTH_ROLE: &str = "supabase_connector_auth";
 /// The central PostgREST login role.
 pub const AUTHENTICATOR: &str = "authenticator";
+/// The pool Supabase's own API is (its login role is [`AUTHENTICATOR`]).
+pub const CENTRAL_POOL: &str = "central";
+/// The anonymous role of the pools' PostgRESTs: no privileges anywhere.
+pub const POOL_ANON_ROLE: &str = "supabase_connector_pool_anon";
+
+/// The login role of an API pool's PostgREST.
+pub fn pool_authenticator(pool: &str) -> String {
+    if pool == CENTRAL_POOL {
+        AUTHENTICATOR.to_string()
+    } else {
+        format!("supabase_connector_pool_{pool}")
+    }
+}
 
 /// A validated project slug: `^[a-z][a-z0-9_-]{0,38}[a-z0-9]$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

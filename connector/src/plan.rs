@@ -2,18 +2,20 @@
 //! [`Change`]s, and render each as SQL for the server's version. All the
 //! DDL the connector runs for a project is written here.
 
-use crate::config::ExposureConfig;
+use crate::config::{default_max_projects, ExposureConfig, PoolConfig};
 use crate::db::{Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
-use crate::inspect::{Membership, ProjectState, RoleState};
+use crate::inspect::{Membership, PoolState, ProjectState, RoleState};
 use crate::model::{DesiredProject, MembershipKind};
-use crate::names::ident;
+use crate::names::{ident, pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
 use serde::Serialize;
 
 /// What version-dependent rendering needs to know.
 pub struct PlanContext<'a> {
     pub server: &'a ServerInfo,
     pub exposure: &'a ExposureConfig,
+    /// The configured API pools.
+    pub pools: &'a [PoolConfig],
 }
 
 /// One typed change to the database. Role changes render as calls of the
@@ -34,6 +36,7 @@ pub enum Change {
         isolation: String,
         tenant_code: String,
         limits: serde_json::Value,
+        pool: String,
     },
     /// A project role (`NOLOGIN INHERIT`) or an API login role (`LOGIN
     /// NOINHERIT`, its password generated apart and kept in OpenBao only).
@@ -109,8 +112,18 @@ pub enum Change {
         object: String,
         role: String,
     },
-    /// Recompute and apply the served schema list.
-    ApplyExposure,
+    /// Insert or update an API pool's registry row: before its login role
+    /// is made, since the role functions check names against it.
+    RecordPool {
+        name: String,
+        authenticator: String,
+        url: Option<String>,
+        max_projects: u32,
+    },
+    /// Recompute and apply the served schema lists of these pools.
+    ApplyExposure {
+        pools: Vec<String>,
+    },
     /// Bring the login roles of the project's live database leases in line
     /// with its limits (connections, timeouts).
     ApplyLeaseLimits {
@@ -224,7 +237,21 @@ pub fn diff_project(
     refuse_takeover(current, n)?;
     let mut changes = Vec::new();
 
-    // 1. The registry row first: the role functions check names against it.
+    // 1. The pool serving it (its registry row and login role), then the
+    //    project's registry row: the role functions check names against them.
+    let pool_changed = match (&current.pool, desired.pool.as_str()) {
+        (_, CENTRAL_POOL) => false,
+        (Some(pool), name) if pool.name == name => {
+            let before = changes.len();
+            diff_pool(&mut changes, pool, ctx)?;
+            changes.len() != before
+        }
+        (_, name) => {
+            return Err(Error::internal(format!(
+                "the state of pool {name:?} was not read"
+            )))
+        }
+    };
     let row = desired.row();
     if current.registry.as_ref() != Some(&row) {
         changes.push(Change::RecordProject {
@@ -235,6 +262,7 @@ pub fn diff_project(
             isolation: row.isolation,
             tenant_code: row.tenant_code,
             limits: row.limits,
+            pool: row.pool,
         });
     }
 
@@ -437,9 +465,16 @@ pub fn diff_project(
         }
     }
 
-    // 8. The exposure (the schema exists by now).
-    if exposure_outdated(current, desired, ctx.exposure) {
-        changes.push(Change::ApplyExposure);
+    // 8. The exposure (the schema exists by now): the pool it is on, and
+    //    the one it leaves.
+    let stored_pool = current.registry.as_ref().map(|r| r.pool.as_str());
+    let moved = stored_pool.is_some_and(|p| p != desired.pool);
+    if moved || pool_changed || exposure_outdated(current, desired, ctx.exposure) {
+        let mut pools = vec![desired.pool.clone()];
+        if let Some(old) = stored_pool.filter(|_| moved) {
+            pools.insert(0, old.to_string());
+        }
+        changes.push(Change::ApplyExposure { pools });
     }
     borrow_owner(
         &mut changes,
@@ -453,6 +488,59 @@ pub fn diff_project(
 
 fn row_limits(desired: &DesiredProject) -> serde_json::Value {
     serde_json::to_value(&desired.limits).unwrap_or_default()
+}
+
+/// A configured pool's registry row and login role: LOGIN NOINHERIT, 8 s
+/// statement timeout, able to switch to the pools' anonymous role. Its
+/// password is generated apart and kept in OpenBao only.
+fn diff_pool(changes: &mut Vec<Change>, pool: &PoolState, ctx: &PlanContext) -> Result<()> {
+    let config = ctx
+        .pools
+        .iter()
+        .find(|p| p.name == pool.name)
+        .ok_or_else(|| {
+            Error::invalid_at(
+                "/pool",
+                format!("no API pool {:?} is configured (api.pools)", pool.name),
+            )
+        })?;
+    let authenticator = pool_authenticator(&pool.name);
+    let max_projects = config
+        .max_projects
+        .unwrap_or_else(|| default_max_projects(ctx.server.version_num));
+    let row = crate::inspect::PoolRow {
+        url: config.url.clone(),
+        max_projects: max_projects as i32,
+    };
+    if pool.registry.as_ref() != Some(&row) {
+        changes.push(Change::RecordPool {
+            name: pool.name.clone(),
+            authenticator: authenticator.clone(),
+            url: config.url.clone(),
+            max_projects,
+        });
+    }
+    match &pool.role {
+        None => changes.push(Change::CreateRole {
+            role: authenticator.clone(),
+        }),
+        Some(r) => alter_role(changes, r, true),
+    }
+    let timeout = AUTHENTICATOR_STATEMENT_TIMEOUT_MS.to_string();
+    if pool.statement_timeout.as_deref() != Some(timeout.as_str()) {
+        changes.push(Change::SetRoleSetting {
+            role: authenticator.clone(),
+            name: "statement_timeout".into(),
+            value: Some(timeout),
+        });
+    }
+    if !pool.anon_member {
+        changes.push(Change::GrantRole {
+            role: POOL_ANON_ROLE.into(),
+            member: authenticator,
+        });
+    }
+    Ok(())
 }
 
 /// `statement_timeout` of the API login roles the connector creates, as
@@ -540,14 +628,14 @@ fn exposure_outdated(
         return true;
     }
     match exposure.mode.as_str() {
-        "role_setting" => current.listed != desired.listed_centrally() || !current.pre_request_set,
+        "role_setting" => current.listed != desired.listed() || !current.pre_request_set,
         // pre_config and none: the list follows the registry row
         _ => {
             let was = current
                 .registry
                 .as_ref()
                 .is_some_and(|r| r.state == "active" && r.exposed && r.isolation == "shared");
-            was != desired.listed_centrally()
+            was != desired.listed()
         }
     }
 }
@@ -561,12 +649,13 @@ fn role_function(sql: &str, args: Vec<Param>) -> Vec<Statement> {
 pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
     let text = |s: &String| Param::Text(s.clone());
     let sql = match change {
-        Change::RecordProject { slug, schema, state, exposed, isolation, tenant_code, limits } => {
+        Change::RecordProject { slug, schema, state, exposed, isolation, tenant_code, limits, pool } => {
             return vec![Statement::with(
-                "insert into supabase_connector.projects (slug, schema_name, state, exposed, isolation, tenant_code, limits) \
-                 values ($1, $2, $3, $4, $5, $6, $7) \
+                "insert into supabase_connector.projects (slug, schema_name, state, exposed, isolation, tenant_code, limits, pool) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8) \
                  on conflict (slug) do update set state = excluded.state, exposed = excluded.exposed, \
-                 isolation = excluded.isolation, tenant_code = excluded.tenant_code, limits = excluded.limits, updated_at = now()",
+                 isolation = excluded.isolation, tenant_code = excluded.tenant_code, limits = excluded.limits, \
+                 pool = excluded.pool, updated_at = now()",
                 vec![
                     text(slug),
                     text(schema),
@@ -575,6 +664,7 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
                     text(isolation),
                     text(tenant_code),
                     Param::Json(limits.clone()),
+                    text(pool),
                 ],
             )]
         }
@@ -608,10 +698,21 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
         Change::DropProject { slug } => {
             return role_function("select supabase_connector.project_drop($1)", vec![text(slug)])
         }
-        Change::ApplyExposure => {
+        Change::RecordPool { name, authenticator, url, max_projects } => {
             return vec![Statement::with(
-                "select supabase_connector.apply_exposure($1, $2)",
-                vec![Param::Text(ctx.exposure.mode.clone()), Param::TextArray(ctx.exposure.base_schemas.clone())],
+                "insert into supabase_connector.pools (name, authenticator, url, max_projects) values ($1, $2, $3, $4) \
+                 on conflict (name) do update set url = excluded.url, max_projects = excluded.max_projects, updated_at = now()",
+                vec![text(name), text(authenticator), Param::OptText(url.clone()), Param::Int(*max_projects as i32)],
+            )]
+        }
+        Change::ApplyExposure { pools } => {
+            return vec![Statement::with(
+                "select supabase_connector.apply_exposure($1, $2, $3)",
+                vec![
+                    Param::Text(ctx.exposure.mode.clone()),
+                    Param::TextArray(ctx.exposure.base_schemas.clone()),
+                    Param::TextArray(pools.clone()),
+                ],
             )]
         }
         Change::CreateSchema { schema, owner } => {

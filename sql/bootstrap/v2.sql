@@ -34,8 +34,22 @@ create table if not exists supabase_connector.pools (
   created_at    timestamptz not null default now(),
   updated_at    timestamptz not null default now()
 );
-alter table supabase_connector.projects add column if not exists pool text;
-create index if not exists projects_by_pool on supabase_connector.projects (pool) where pool is not null;
+-- The pool a project is placed on (`central` for Supabase's own API); an
+-- isolated project is served by its own API whatever this says.
+alter table supabase_connector.projects add column if not exists pool text not null default 'central';
+-- A pool's served list reads its own projects only.
+create index if not exists projects_served on supabase_connector.projects (pool, schema_name)
+  where state = 'active' and exposed and isolation = 'shared';
+
+-- The anonymous role of the pools' PostgRESTs (`PGRST_DB_ANON_ROLE`): no
+-- privileges anywhere.
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'supabase_connector_pool_anon') then
+    create role supabase_connector_pool_anon nologin noinherit;
+  end if;
+end
+$$;
 
 do $$
 declare
@@ -80,7 +94,7 @@ as $$
   select case
     when p.isolation = 'isolated' then p.schema_name || '_authenticator'
     when p.state <> 'active' or not p.exposed then null
-    when p.pool is null or p.pool = 'central' then 'authenticator'
+    when p.pool = 'central' then 'authenticator'
     else (select po.authenticator from supabase_connector.pools po where po.name = p.pool)
   end
   from supabase_connector.projects p
@@ -128,6 +142,11 @@ begin
   end if;
   if p_role = 'supabase_connector_auth' and m.kind = 'owner' then
     return 'inherit';
+  end if;
+  -- a pool's PostgREST answers requests without a token as a role with no privileges
+  if p_role = 'supabase_connector_pool_anon'
+     and exists (select 1 from supabase_connector.pools where authenticator = p_member) then
+    return 'set';
   end if;
   -- the runtime role borrows an owner for one transaction
   if r.kind = 'owner' and p_member = (select value #>> '{}' from supabase_connector.meta where key = 'runtime_role') then
@@ -200,7 +219,8 @@ declare
   v_grantor text;
 begin
   if not exists (select 1 from supabase_connector.project_role(p_role))
-     and not exists (select 1 from supabase_connector.project_role(p_member)) then
+     and not exists (select 1 from supabase_connector.project_role(p_member))
+     and not exists (select 1 from supabase_connector.pools where authenticator = p_member) then
     perform supabase_connector.refuse(format('revoking %s from %s', p_role, p_member));
   end if;
   for v_grantor in
@@ -234,6 +254,9 @@ begin
     execute format('create role %I login noinherit', p_role);
   elsif exists (select 1 from supabase_connector.pools where authenticator = p_role) then
     execute format('create role %I login noinherit', p_role);
+    -- its PostgREST may read its settings from the registry (pre_config mode)
+    execute format('grant usage on schema supabase_connector_pgrst to %I', p_role);
+    execute format('grant execute on function supabase_connector_pgrst.pre_config() to %I', p_role);
   else
     perform supabase_connector.refuse(format('creating role %s', p_role));
   end if;
@@ -706,9 +729,100 @@ $$;
 revoke all on function supabase_connector_api.pre_request() from public;
 grant execute on function supabase_connector_api.pre_request() to public;
 
--- 6. Exposure sets the pre-request hook beside the served list -------------------
+-- 6. Exposure: one served list per API pool ------------------------------------
 
-create or replace function supabase_connector.apply_exposure(p_mode text, p_base text[])
+-- The central list: base schemas, then the active, exposed, shared projects
+-- on the central pool, in a stable order. Schemas that do not exist are
+-- never listed (a listed schema that does not exist breaks the whole API).
+create or replace function supabase_connector.db_schemas_list(p_base text[] default null)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with base as (
+    select s, ord
+    from unnest(coalesce(
+      p_base,
+      (select array(select jsonb_array_elements_text(value -> 'base_schemas'))
+         from supabase_connector.meta where key = 'exposure'),
+      array['public', 'storage', 'graphql_public'])) with ordinality as b(s, ord)
+  ), projects as (
+    select schema_name as s
+    from supabase_connector.projects
+    where pool = 'central' and state = 'active' and exposed and isolation = 'shared'
+      and exists (select 1 from pg_namespace where nspname = schema_name)
+  )
+  select string_agg(s, ',' order by grp, ord, s)
+  from (
+    select s, 0 as grp, ord from base
+    union all
+    select s, 1, 0 from projects where s not in (select s from base)
+  ) all_schemas
+$$;
+
+-- The served list of a pool: `central`'s above; a configured pool's, its
+-- own projects' schemas only (`supabase_connector_api`, which holds nothing
+-- but the pre-request check, while it has none: PostgREST needs one).
+create or replace function supabase_connector.db_schemas_list_for(p_pool text, p_base text[] default null)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when p_pool = 'central' then supabase_connector.db_schemas_list(p_base)
+    else coalesce(
+      (select string_agg(schema_name, ',' order by schema_name)
+       from supabase_connector.projects
+       where pool = p_pool and state = 'active' and exposed and isolation = 'shared'
+         and exists (select 1 from pg_namespace where nspname = schema_name)),
+      'supabase_connector_api')
+  end
+$$;
+
+-- A `pgrst.*` role setting of an API login role (all databases).
+create or replace function supabase_connector.served_setting(p_role text, p_name text)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select substr(c, length(p_name) + 2)
+  from pg_db_role_setting s, unnest(s.setconfig) c
+  where s.setrole = to_regrole(quote_ident(p_role)) and s.setdatabase = 0
+    and c like replace(p_name, '_', '\_') || '=%'
+$$;
+
+create or replace function supabase_connector.served_pre_request(p_role text)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select supabase_connector.served_setting(p_role, 'pgrst.db_pre_request')
+$$;
+
+-- The login role of a pool's PostgREST.
+create or replace function supabase_connector.pool_authenticator(p_pool text)
+returns text
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when p_pool = 'central' then 'authenticator'
+              else (select authenticator from supabase_connector.pools where name = p_pool) end
+$$;
+
+-- Recompute and apply the served lists of the given pools (each under its
+-- own advisory lock, taken in name order; project locks come first), and
+-- the pre-request hook beside each. One NOTIFY pair when anything changed.
+create or replace function supabase_connector.apply_exposure(p_mode text, p_base text[], p_pools text[])
 returns jsonb
 language plpgsql
 volatile
@@ -717,11 +831,12 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_base text;
+  v_pool text;
+  v_role text;
   v_list text;
+  v_lists jsonb := '{}';
   v_changed boolean := false;
 begin
-  -- Every change of the list is serialized (project locks are taken first).
-  perform pg_advisory_xact_lock(hashtextextended('supabase_connector:exposure', 0));
   if p_mode not in ('role_setting', 'pre_config', 'none') then
     raise exception 'unknown exposure mode %', p_mode;
   end if;
@@ -737,41 +852,49 @@ begin
   on conflict (key) do update set value = excluded.value
   where supabase_connector.meta.value is distinct from excluded.value;
 
-  v_list := supabase_connector.db_schemas_list(p_base);
-  if p_mode = 'role_setting' then
-    if supabase_connector.served_db_schemas() is distinct from v_list then
-      execute format('alter role authenticator set pgrst.db_schemas = %L', v_list);
+  for v_pool in select distinct x from unnest(p_pools) x order by 1 loop
+    v_role := supabase_connector.pool_authenticator(v_pool);
+    if v_role is null or to_regrole(quote_ident(v_role)) is null then
+      continue;
+    end if;
+    perform pg_advisory_xact_lock(hashtextextended('supabase_connector:exposure:' || v_pool, 0));
+    v_list := supabase_connector.db_schemas_list_for(v_pool, p_base);
+    v_lists := v_lists || jsonb_build_object(v_pool, to_jsonb(string_to_array(v_list, ',')));
+    if p_mode = 'role_setting' then
+      if supabase_connector.served_setting(v_role, 'pgrst.db_schemas') is distinct from v_list then
+        execute format('alter role %I set pgrst.db_schemas = %L', v_role, v_list);
+        v_changed := true;
+      end if;
+      if supabase_connector.served_pre_request(v_role) is distinct from 'supabase_connector_api.pre_request' then
+        execute format('alter role %I set pgrst.db_pre_request = %L', v_role, 'supabase_connector_api.pre_request');
+        v_changed := true;
+      end if;
+    elsif p_mode = 'pre_config' then
       v_changed := true;
     end if;
-    if supabase_connector.served_pre_request('authenticator') is distinct from 'supabase_connector_api.pre_request' then
-      alter role authenticator set pgrst.db_pre_request = 'supabase_connector_api.pre_request';
-      v_changed := true;
-    end if;
-  elsif p_mode = 'pre_config' then
-    v_changed := true;
-  end if;
+  end loop;
   if v_changed then
     perform pg_notify('pgrst', 'reload config');
     perform pg_notify('pgrst', 'reload schema');
   end if;
-  return jsonb_build_object('mode', p_mode, 'schemas', to_jsonb(string_to_array(v_list, ',')), 'changed', v_changed);
+  return jsonb_build_object('mode', p_mode, 'schemas', coalesce(v_lists -> 'central', '[]'),
+                            'pools', v_lists, 'changed', v_changed);
 end
 $$;
 
--- The `pgrst.db_pre_request` role setting of an API login role.
-create or replace function supabase_connector.served_pre_request(p_role text)
-returns text
+-- The central pool alone (the version-1 signature).
+create or replace function supabase_connector.apply_exposure(p_mode text, p_base text[])
+returns jsonb
 language sql
-stable
+volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select substr(c, length('pgrst.db_pre_request=') + 1)
-  from pg_db_role_setting s, unnest(s.setconfig) c
-  where s.setrole = to_regrole(quote_ident(p_role)) and s.setdatabase = 0
-    and c like 'pgrst.db\_pre\_request=%'
+  select supabase_connector.apply_exposure(p_mode, p_base, array['central'])
 $$;
 
+-- `PGRST_DB_PRE_CONFIG` (exposure mode `pre_config`): the served list of
+-- the pool whose login role calls it, and the pre-request hook.
 create or replace function supabase_connector_pgrst.pre_config()
 returns void
 language sql
@@ -779,7 +902,8 @@ volatile
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select set_config('pgrst.db_schemas', supabase_connector.db_schemas_list(), true);
+  select set_config('pgrst.db_schemas', supabase_connector.db_schemas_list_for(
+           coalesce((select name from supabase_connector.pools where authenticator = session_user), 'central')), true);
   select set_config('pgrst.db_pre_request', 'supabase_connector_api.pre_request', true);
 $$;
 
@@ -841,7 +965,9 @@ declare
   v_runtime text := current_setting('supabase_connector.runtime_role');
 begin
   execute format('grant execute on function
-                  supabase_connector.apply_exposure(text, text[]),
+                  supabase_connector.apply_exposure(text, text[]), supabase_connector.apply_exposure(text, text[], text[]),
+                  supabase_connector.db_schemas_list_for(text, text[]), supabase_connector.served_setting(text, text),
+                  supabase_connector.project_role(text),
                   supabase_connector.db_schemas_list(text[]), supabase_connector.served_db_schemas(),
                   supabase_connector.served_pre_request(text),
                   supabase_connector.foreign_grants(text), supabase_connector.tenant_code_objects(text),

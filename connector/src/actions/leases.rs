@@ -19,14 +19,14 @@ pub(crate) async fn effective_access(
     conn: &Conn,
     names: &ProjectNames,
     principal: &Principal,
-) -> Result<(String, Option<(AccessClass, String)>)> {
+) -> Result<(Api, Option<(AccessClass, String)>)> {
     let user: Option<Uuid> = match principal {
         Principal::User(u) => Some(*u),
         _ => None,
     };
     let row = conn
         .query_opt(
-            "select p.state, p.isolation, coalesce((select json_agg(json_build_object('platform_role', e.platform_role, 'access_class', e.access_class))
+            "select p.state, p.isolation, p.pool, coalesce((select json_agg(json_build_object('platform_role', e.platform_role, 'access_class', e.access_class))
                from (select g.platform_role, g.access_class from supabase_connector.grants g
                      where g.project = p.slug and g.principal_type = $2 and g.principal_id = $3
                      union all
@@ -45,14 +45,17 @@ pub(crate) async fn effective_access(
             names.slug.as_str()
         )));
     }
-    let isolation: String = row.get(1);
+    let api = Api {
+        isolation: row.get(1),
+        pool: row.get(2),
+    };
     if *principal == Principal::Project {
         return Ok((
-            isolation,
+            api,
             Some((AccessClass::ServiceRole, "project_owner".into())),
         ));
     }
-    let grants: Value = row.get(2);
+    let grants: Value = row.get(3);
     let best = grants
         .as_array()
         .into_iter()
@@ -62,7 +65,13 @@ pub(crate) async fn effective_access(
             Some((class, g["platform_role"].as_str()?.to_string()))
         })
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
-    Ok((isolation, best))
+    Ok((api, best))
+}
+
+/// Which API serves a project: its isolation and pool.
+pub(crate) struct Api {
+    pub isolation: String,
+    pub pool: String,
 }
 
 /// Issue a lease inside an open transaction; returns its JSON. Its
@@ -75,7 +84,7 @@ pub(crate) async fn plan_issue_in_tx(
     ttl: u64,
     database: bool,
 ) -> Result<lease::PlannedLease> {
-    let (isolation, access) = effective_access(conn, names, principal).await?;
+    let (api, access) = effective_access(conn, names, principal).await?;
     let Some((class, platform_role)) = access else {
         return Err(Error::forbidden(format!(
             "{} {} has no access to project {:?}",
@@ -91,7 +100,7 @@ pub(crate) async fn plan_issue_in_tx(
         class,
         ttl_seconds: ttl,
         database,
-        api_url: lease::api_url(&c.config, names, &isolation),
+        api_url: lease::api_url(&c.config, names, &api.isolation, &api.pool),
     };
     Ok(lease::plan_issue(request, Utc::now()))
 }
@@ -156,7 +165,7 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         let row = conn
             .query_opt(
                 "select l.project, l.principal_type, l.principal_id, l.platform_role, l.access_class,
-                        l.database and l.role_name is not null, l.issued_at, l.expires_at, l.revoked_at, p.isolation
+                        l.database and l.role_name is not null, l.issued_at, l.expires_at, l.revoked_at, p.isolation, p.pool
                  from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project
                  where l.lease_id = $1 for update of l",
                 &[&lease_id],
@@ -195,7 +204,8 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         let new_expires = std::cmp::min(now + chrono::Duration::seconds(ttl as i64), max_expires);
         let (mut statements, password) = lease::plan_renew(lease_id, database, new_expires);
         let isolation: String = row.get(9);
-        let api_url = lease::api_url(&c.config, &names, &isolation);
+        let pool: String = row.get(10);
+        let api_url = lease::api_url(&c.config, &names, &isolation, &pool);
         let login_role = lease_login_role(lease_id);
         let lease = lease_json(&LeaseView {
             lease_id,

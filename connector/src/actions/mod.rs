@@ -3,6 +3,7 @@
 pub mod access;
 pub mod leases;
 pub mod migrations;
+mod placement;
 pub mod project;
 pub mod remove;
 pub mod verify;

@@ -22,7 +22,13 @@ fn plan_removal(
 ) -> Vec<Change> {
     // The registry row first (archived: out of every served list), then
     // the list recomputed without it.
-    let mut changes = vec![Change::ApplyExposure];
+    let pool = state
+        .registry
+        .as_ref()
+        .map_or(crate::names::CENTRAL_POOL, |r| r.pool.as_str());
+    let mut changes = vec![Change::ApplyExposure {
+        pools: vec![pool.to_string()],
+    }];
     if drop_data {
         changes.push(Change::DropProject {
             slug: names.slug.as_str().into(),
@@ -85,12 +91,13 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
     let ctx = PlanContext {
         server: &db.server,
         exposure: &c.config.exposure,
+        pools: &c.config.api.pools,
     };
     let conn = db.conn().await?;
     conn.begin(Lock::Project(&names.schema)).await?;
     let slug = names.slug.as_str();
     let body = async {
-        let state = project_state(&conn, &db.server, &names).await?;
+        let state = project_state(&conn, &db.server, &names, None).await?;
         let Some(row) = &state.registry else {
             return Err(Error::not_found(format!(
                 "project {slug:?} is not provisioned"

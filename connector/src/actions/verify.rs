@@ -155,7 +155,7 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             format!("nothing for {role} (filled with the owner's rights, past RLS)"),
             format!("granted to {role}"),
         ),
-        Change::ApplyExposure => (
+        Change::ApplyExposure { .. } => (
             "exposure_mismatch",
             "pgrst.db_schemas".to_string(),
             "the list computed from the registry, and the pre-request check".into(),
@@ -168,6 +168,7 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             "exists".into(),
         ),
         Change::ApplyLeaseLimits { .. }
+        | Change::RecordPool { .. }
         | Change::RecordProject { .. }
         | Change::DropProject { .. }
         | Change::BorrowOwner { .. }
@@ -423,6 +424,7 @@ fn repair_statements(
     extra: &[Finding],
     names: &ProjectNames,
     ctx: &PlanContext,
+    passwords: &[(String, Statement)],
 ) -> Vec<Statement> {
     let runtime = ctx.server.runtime_role.clone();
     let owner = names.owner.clone();
@@ -430,10 +432,25 @@ fn repair_statements(
         Some(Change::ReturnOwner { .. }) => (changes[..changes.len() - 1].iter().collect(), true),
         _ => (changes.iter().collect(), false),
     };
-    let mut out: Vec<Statement> = body.iter().flat_map(|c| render(c, ctx)).collect();
+    let mut out = Vec::new();
+    for change in body {
+        out.extend(render(change, ctx));
+        if let Change::CreateRole { role } = change {
+            // a recreated API login role gets the password just kept in OpenBao
+            out.extend(
+                passwords
+                    .iter()
+                    .filter(|(r, _)| r == role)
+                    .map(|(_, s)| s.clone()),
+            );
+        }
+    }
+    // repairs shared by several findings run once
+    let mut seen = std::collections::HashSet::new();
     let extra: Vec<Statement> = extra
         .iter()
         .flat_map(|f| f.repair.iter().cloned())
+        .filter(|s| seen.insert(s.display()))
         .collect();
     let borrowed = give_back;
     if !extra.is_empty() && !borrowed {
@@ -464,12 +481,13 @@ async fn verify_project(
     let ctx = PlanContext {
         server: &db.server,
         exposure: &c.config.exposure,
+        pools: &c.config.api.pools,
     };
     if repair {
         conn.begin(Lock::Project(&names.schema)).await?;
     }
     let body = async {
-        let state = project_state(conn, &db.server, names).await?;
+        let state = project_state(conn, &db.server, names, None).await?;
         let Some(row) = state.registry.clone() else {
             return Err(Error::not_found(format!(
                 "project {:?} is not provisioned",
@@ -479,6 +497,7 @@ async fn verify_project(
         let runtime = &db.server.runtime_role;
         let mut findings = Vec::new();
         let mut changes = Vec::new();
+        let mut passwords = Vec::new();
         if row.state == "active" {
             let desired =
                 DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?;
@@ -487,22 +506,28 @@ async fn verify_project(
                 let Some(mut finding) = from_change(ch, &ctx) else {
                     continue;
                 };
-                if repair
-                    && matches!(ch, Change::CreateRole { role } if *role == names.authenticator)
-                {
+                if let (true, Change::CreateRole { role }) = (repair, ch) {
                     // As upsert does: a recreated API login role gets a new
                     // password, kept in OpenBao only (written first).
-                    let password = crate::lease::scram::new_password();
-                    c.openbao()?
-                        .write_kv(
-                            &super::project::authenticator_secret_path(names),
-                            json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
-                        )
-                        .await?;
-                    finding.repair.push(crate::lease::password_statement(
-                        &names.authenticator,
-                        &password,
-                    ));
+                    let path = if *role == names.authenticator {
+                        Some(super::project::authenticator_secret_path(names))
+                    } else if *role == crate::names::pool_authenticator(&row.pool) {
+                        Some(super::project::pool_secret_path(&row.pool))
+                    } else {
+                        None
+                    };
+                    if let Some(path) = path {
+                        let secret = crate::lease::scram::new_password();
+                        c.openbao()?
+                            .write_kv(
+                                &path,
+                                json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: secret.expose() }),
+                            )
+                            .await?;
+                        let statement = crate::lease::password_statement(role, &secret);
+                        finding.repair.push(statement.clone());
+                        passwords.push((role.clone(), statement));
+                    }
                 }
                 findings.push(finding);
             }
@@ -513,7 +538,12 @@ async fn verify_project(
                 object: "pgrst.db_schemas".into(),
                 expected: "archived project not listed".into(),
                 actual: "listed".into(),
-                repair: render(&Change::ApplyExposure, &ctx),
+                repair: render(
+                    &Change::ApplyExposure {
+                        pools: vec![row.pool.clone()],
+                    },
+                    &ctx,
+                ),
             });
         }
         if state.holds_owner(&names.owner, runtime) {
@@ -539,7 +569,7 @@ async fn verify_project(
             DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?.limits;
         let extra = extra_findings(conn, names, &row.isolation, &limits, &ctx).await?;
         if repair {
-            let mut statements = repair_statements(&changes, &extra, names, &ctx);
+            let mut statements = repair_statements(&changes, &extra, names, &ctx, &passwords);
             if changes.is_empty() && extra.is_empty() {
                 // only a lasting membership, or an archived project's listing
                 statements = findings.iter().flat_map(|f| f.repair.clone()).collect();
@@ -596,31 +626,17 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
     for names in &projects {
         results.push(verify_project(c, &conn, names, repair).await?);
     }
-    // The served list as a whole (role_setting mode): computed vs served.
-    let mut global = Vec::new();
-    if c.config.exposure.mode == "role_setting" && p.get("project").is_none() {
-        let row = conn
-            .query_one(
-                "select supabase_connector.served_db_schemas(), supabase_connector.db_schemas_list($1)",
-                &[&c.config.exposure.base_schemas],
-            )
-            .await?;
-        let served: Option<String> = row.get(0);
-        let computed: Option<String> = row.get(1);
-        if served != computed {
-            let ctx = PlanContext {
-                server: &db.server,
-                exposure: &c.config.exposure,
-            };
-            let repair_sql = render(&Change::ApplyExposure, &ctx);
-            if repair {
-                conn.run(&repair_sql).await?;
-            }
-            global.push(json!({"code": "exposure_list_drift", "severity": "error", "object": "pgrst.db_schemas",
-                               "expected": computed, "actual": served, "repairable": true, "repaired": repair}));
-        }
-    }
-    let clean = results.iter().all(|r| r["clean"] == true) && (global.is_empty() || repair);
+    // Database-wide: every API pool's served list, pre-request hook,
+    // memberships and password.
+    let global = if p.get("project").is_none() {
+        verify_pools(c, &conn, repair).await?
+    } else {
+        Vec::new()
+    };
+    let clean = results.iter().all(|r| r["clean"] == true)
+        && global
+            .iter()
+            .all(|f| f["severity"] != "error" || f["repaired"] == true);
     if !repair {
         audit(
             &conn,
@@ -637,6 +653,122 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         .await?;
     }
     Ok(json!({"projects": results, "findings": global, "clean": clean}))
+}
+
+/// Findings about the API pools (`central` and the registered ones): each
+/// login role's served list and pre-request hook (role_setting mode), a
+/// membership in a project role it does not serve (or, for a configured
+/// pool, in any role but its projects' class roles and the pools'
+/// anonymous role), a pool login role whose password is not in OpenBao.
+async fn verify_pools(c: &Connector, conn: &Conn, repair: bool) -> Result<Vec<Value>> {
+    let db = c.db().await?;
+    let ctx = PlanContext {
+        server: &db.server,
+        exposure: &c.config.exposure,
+        pools: &c.config.api.pools,
+    };
+    let rows = conn
+        .query(
+            "select po.name, po.authenticator, to_regrole(quote_ident(po.authenticator)) is not null,
+                    supabase_connector.served_setting(po.authenticator, 'pgrst.db_schemas'),
+                    supabase_connector.db_schemas_list_for(po.name, $1),
+                    supabase_connector.served_pre_request(po.authenticator),
+                    coalesce((select json_agg(g.rolname::text order by g.rolname)
+                              from pg_auth_members a join pg_roles g on g.oid = a.roleid
+                              where a.member = to_regrole(quote_ident(po.authenticator))
+                                and g.rolname <> 'supabase_connector_pool_anon'
+                                and (po.name <> 'central' or exists (select 1 from supabase_connector.project_role(g.rolname)))
+                                and not exists (select 1 from supabase_connector.projects p
+                                                where p.pool = po.name and p.state = 'active' and p.exposed
+                                                  and p.isolation = 'shared'
+                                                  and g.rolname in (p.schema_name || '_service_role',
+                                                                    p.schema_name || '_authenticated', p.schema_name || '_anon'))), '[]')
+             from (select 'central' as name, 'authenticator' as authenticator
+                   union all select name, authenticator from supabase_connector.pools) po
+             order by po.name = 'central' desc, po.name",
+            &[&c.config.exposure.base_schemas],
+        )
+        .await?;
+    let mut findings = Vec::new();
+    let mut statements = Vec::new();
+    for row in &rows {
+        let pool: String = row.get(0);
+        let login: String = row.get(1);
+        if !row.get::<_, bool>(2) {
+            // made by the next upsert of one of its projects
+            findings.push(json!({"code": "role_missing", "severity": "error", "project": null, "pool": pool,
+                                 "object": format!("role {login}"), "expected": "exists", "actual": "missing",
+                                 "repairable": false, "repaired": false}));
+            continue;
+        }
+        let served: Option<String> = row.get(3);
+        let computed: Option<String> = row.get(4);
+        let pre_request: Option<String> = row.get(5);
+        let apply = render(
+            &Change::ApplyExposure {
+                pools: vec![pool.clone()],
+            },
+            &ctx,
+        );
+        if c.config.exposure.mode == "role_setting" {
+            if served != computed {
+                findings.push(json!({"code": "exposure_list_drift", "severity": "error", "project": null, "pool": pool,
+                                     "object": "pgrst.db_schemas", "role": login, "expected": computed,
+                                     "actual": served, "repairable": true, "repaired": repair}));
+                statements.extend(apply.clone());
+            }
+            if pre_request.as_deref() != Some("supabase_connector_api.pre_request") {
+                findings.push(json!({"code": "pre_request_missing", "severity": "error", "project": null, "pool": pool,
+                                     "object": "pgrst.db_pre_request", "role": login,
+                                     "expected": "supabase_connector_api.pre_request", "actual": pre_request,
+                                     "repairable": true, "repaired": repair}));
+                statements.extend(apply);
+            }
+        }
+        let extra: Value = row.get(6);
+        for role in extra
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            findings.push(json!({"code": "membership_extra", "severity": "error", "project": null, "pool": pool,
+                                 "object": format!("{login} in {role}"), "expected": "not a member (a role of no project this pool serves)",
+                                 "actual": "member", "repairable": true, "repaired": repair}));
+            statements.extend(render(
+                &Change::RevokeRole {
+                    role: role.into(),
+                    member: login.clone(),
+                },
+                &ctx,
+            ));
+        }
+        if pool != crate::names::CENTRAL_POOL {
+            let path = super::project::pool_secret_path(&pool);
+            let stored = c.openbao()?.read_kv(&path).await;
+            let present = matches!(&stored, Ok(kv) if kv.contains_key(super::project::AUTHENTICATOR_PASSWORD_KEY));
+            if !present {
+                if repair {
+                    let password = crate::lease::scram::new_password();
+                    c.openbao()?
+                        .write_kv(&path, json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: password.expose() }))
+                        .await?;
+                    statements.push(crate::lease::password_statement(&login, &password));
+                }
+                findings.push(json!({"code": "pool_password_missing", "severity": "error", "project": null, "pool": pool,
+                                     "object": format!("OpenBao {}/{path}", c.config.openbao.path),
+                                     "expected": "the login role's password", "actual": "missing",
+                                     "repairable": true, "repaired": repair}));
+            }
+        }
+    }
+    if repair && !statements.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        statements.retain(|s| seen.insert(s.display()));
+        conn.begin(Lock::None).await?;
+        in_transaction(conn, conn.run(&statements)).await?;
+    }
+    Ok(findings)
 }
 
 #[cfg(test)]

@@ -323,18 +323,34 @@ pub fn lease_json(v: &LeaseView) -> Value {
     })
 }
 
-/// The API URL a lease of a project points to: the central gateway, or for
-/// an isolated project its dedicated PostgREST (`api.isolated_url_template`
-/// with `{project}` and `{schema}` replaced; the gateway when unset).
-pub fn api_url(config: &Config, names: &ProjectNames, isolation: &str) -> Option<String> {
-    match (&config.api.isolated_url_template, isolation) {
-        (Some(template), "isolated") => Some(
-            template
-                .replace("{project}", names.slug.as_str())
-                .replace("{schema}", &names.schema),
-        ),
-        _ => config.api.url.clone(),
+/// The API URL a lease of a project points to: for an isolated project its
+/// dedicated PostgREST (`api.isolated_url_template` with `{project}` and
+/// `{schema}` replaced), for a pooled one its pool's `url`, else (and when
+/// those are unset) the central gateway (`api.url`).
+pub fn api_url(
+    config: &Config,
+    names: &ProjectNames,
+    isolation: &str,
+    pool: &str,
+) -> Option<String> {
+    if isolation == "isolated" {
+        if let Some(template) = &config.api.isolated_url_template {
+            return Some(
+                template
+                    .replace("{project}", names.slug.as_str())
+                    .replace("{schema}", &names.schema),
+            );
+        }
+    } else if let Some(url) = config
+        .api
+        .pools
+        .iter()
+        .find(|p| p.name == pool)
+        .and_then(|p| p.url.clone())
+    {
+        return Some(url);
     }
+    config.api.url.clone()
 }
 
 /// Set an API login role's password (`role_password`) with a SCRAM
