@@ -42,6 +42,7 @@ NO_DEFAULT = {
     ("upsert_database_project_access", "isolation"),
     ("upsert_database_project_access", "tenant_code"),
     ("upsert_database_project_access", "limits"),
+    ("upsert_database_project_access", "pool"),
     ("upsert_database_project_access", "lease_ttl_seconds"),
     ("upsert_database_access", "lease_ttl_seconds"),
     ("issue_database_lease", "lease_ttl_seconds"),

@@ -114,10 +114,14 @@ impl DesiredProject {
             member: member.to_string(),
             kind: MembershipKind::Inherit,
         };
+        let inherit_only = |role: &str, member: &str| WantedMembership {
+            kind: MembershipKind::InheritOnly,
+            ..inherit(role, member)
+        };
         let mut out = vec![
             inherit(&n.owner, &n.service_role),
-            inherit("authenticated", &n.authenticated),
-            inherit("anon", &n.anon),
+            inherit_only("authenticated", &n.authenticated),
+            inherit_only("anon", &n.anon),
             inherit(AUTH_ROLE, &n.owner),
         ];
         if let Some(api) = self.api_authenticator() {
@@ -139,6 +143,10 @@ impl DesiredProject {
 pub enum MembershipKind {
     /// `INHERIT TRUE, SET TRUE`: the member has the role's privileges.
     Inherit,
+    /// `INHERIT TRUE, SET FALSE`: the role's privileges, but no `SET ROLE`
+    /// to it (how class roles hold Supabase's `authenticated` and `anon`:
+    /// a login role that switches to a class role cannot go on to them).
+    InheritOnly,
     /// `INHERIT FALSE, SET TRUE`: an API login role that switches to it.
     Set,
 }

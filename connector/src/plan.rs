@@ -494,31 +494,37 @@ fn row_limits(desired: &DesiredProject) -> serde_json::Value {
 /// statement timeout, able to switch to the pools' anonymous role. Its
 /// password is generated apart and kept in OpenBao only.
 fn diff_pool(changes: &mut Vec<Change>, pool: &PoolState, ctx: &PlanContext) -> Result<()> {
-    let config = ctx
-        .pools
-        .iter()
-        .find(|p| p.name == pool.name)
-        .ok_or_else(|| {
-            Error::invalid_at(
+    let authenticator = pool_authenticator(&pool.name);
+    // As configured; a pool no longer configured keeps its registry row
+    // (its projects stay on it).
+    match (
+        ctx.pools.iter().find(|p| p.name == pool.name),
+        &pool.registry,
+    ) {
+        (Some(config), registry) => {
+            let max_projects = config
+                .max_projects
+                .unwrap_or_else(|| default_max_projects(ctx.server.version_num));
+            let row = crate::inspect::PoolRow {
+                url: config.url.clone(),
+                max_projects: max_projects as i32,
+            };
+            if registry.as_ref() != Some(&row) {
+                changes.push(Change::RecordPool {
+                    name: pool.name.clone(),
+                    authenticator: authenticator.clone(),
+                    url: config.url.clone(),
+                    max_projects,
+                });
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            return Err(Error::invalid_at(
                 "/pool",
                 format!("no API pool {:?} is configured (api.pools)", pool.name),
-            )
-        })?;
-    let authenticator = pool_authenticator(&pool.name);
-    let max_projects = config
-        .max_projects
-        .unwrap_or_else(|| default_max_projects(ctx.server.version_num));
-    let row = crate::inspect::PoolRow {
-        url: config.url.clone(),
-        max_projects: max_projects as i32,
-    };
-    if pool.registry.as_ref() != Some(&row) {
-        changes.push(Change::RecordPool {
-            name: pool.name.clone(),
-            authenticator: authenticator.clone(),
-            url: config.url.clone(),
-            max_projects,
-        });
+            ))
+        }
     }
     match &pool.role {
         None => changes.push(Change::CreateRole {
@@ -612,6 +618,7 @@ fn membership_fits(m: &Membership, kind: MembershipKind) -> bool {
     match (m.inherit, m.set, kind) {
         (None, _, _) => true,
         (Some(inherit), set, MembershipKind::Inherit) => inherit && set.unwrap_or(true),
+        (Some(inherit), set, MembershipKind::InheritOnly) => inherit && !set.unwrap_or(true),
         (Some(inherit), set, MembershipKind::Set) => !inherit && set.unwrap_or(true),
     }
 }

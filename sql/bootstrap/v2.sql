@@ -116,8 +116,9 @@ as $$
 $$;
 
 -- How a membership the connector makes is granted, or null when it is not
--- one it makes: `inherit` (INHERIT TRUE, SET TRUE), `set` (INHERIT FALSE,
--- SET TRUE: how an authenticator holds the roles it switches to).
+-- one it makes: `inherit` (INHERIT TRUE, SET TRUE), `inherit_only`
+-- (INHERIT TRUE, SET FALSE), `set` (INHERIT FALSE, SET TRUE: how an
+-- authenticator holds the roles it switches to).
 create or replace function supabase_connector.membership_kind(p_role text, p_member text)
 returns text
 language plpgsql
@@ -135,10 +136,12 @@ begin
   if r.kind = 'owner' and m.kind = 'service_role' and r.slug = m.slug then
     return 'inherit';
   end if;
-  -- class roles inherit Supabase's, so `TO authenticated` policies work
+  -- class roles inherit Supabase's, so `TO authenticated` policies work;
+  -- without SET, so no login role that switches to a class role can go on
+  -- to Supabase's own (PostgreSQL 16+; on 15 every membership allows SET)
   if (p_role = 'authenticated' and m.kind = 'authenticated')
      or (p_role = 'anon' and m.kind = 'anon') then
-    return 'inherit';
+    return 'inherit_only';
   end if;
   if p_role = 'supabase_connector_auth' and m.kind = 'owner' then
     return 'inherit';
@@ -195,12 +198,14 @@ begin
   if exists (select 1 from pg_auth_members a
              where a.roleid = to_regrole(quote_ident(p_role)) and a.member = to_regrole(quote_ident(p_member))
                and (current_setting('server_version_num')::int < 160000
-                    or (to_jsonb(a) ->> 'set_option')::boolean
-                       and (to_jsonb(a) ->> 'inherit_option')::boolean = (v_kind = 'inherit'))) then
+                    or (to_jsonb(a) ->> 'set_option')::boolean = (v_kind <> 'inherit_only')
+                       and (to_jsonb(a) ->> 'inherit_option')::boolean = (v_kind <> 'set'))) then
     return;
   end if;
   if current_setting('server_version_num')::int >= 160000 then
-    v_options := case v_kind when 'set' then ' with inherit false, set true' else ' with inherit true, set true' end;
+    v_options := case v_kind when 'set' then ' with inherit false, set true'
+                             when 'inherit_only' then ' with inherit true, set false'
+                             else ' with inherit true, set true' end;
   end if;
   execute format('grant %I to %I', p_role, p_member) || v_options;
 end

@@ -4,7 +4,7 @@
 //! the end of the transaction, so concurrent upserts never overfill a pool.
 
 use crate::config::{default_max_projects, Config};
-use crate::db::{lock_key, Conn, ServerInfo};
+use crate::db::{lock_key, Conn, Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::names::CENTRAL_POOL;
 use serde_json::json;
@@ -52,19 +52,29 @@ pub(crate) async fn choose(
         Some(name) => vec![name],
         None => pools.iter().map(|p| p.name.as_str()).collect(),
     };
+    // The lock first, the counts in a statement of their own: its snapshot
+    // is taken once the lock is held, so it sees every placement before it.
     let rows = conn
-        .query(
-            "select pg_advisory_xact_lock($1), coalesce((select count(*) from supabase_connector.projects p
-                     where p.pool = c.name and p.state = 'active' and p.exposed and p.isolation = 'shared'), 0), c.name
-             from unnest($2::text[]) c(name)",
-            &[&lock_key("placement"), &candidates],
-        )
-        .await?;
+        .run_rows(&[
+            Statement::with(
+                "select pg_advisory_xact_lock($1)",
+                vec![Param::Int8(lock_key("placement"))],
+            ),
+            Statement::with(
+                "select coalesce((select count(*) from supabase_connector.projects p
+                         where p.pool = c.name and p.state = 'active' and p.exposed and p.isolation = 'shared'), 0), c.name
+                 from unnest($1::text[]) c(name)",
+                vec![Param::TextArray(candidates.iter().map(|c| c.to_string()).collect())],
+            ),
+        ])
+        .await?
+        .pop()
+        .unwrap_or_default();
     let mut best: Option<(i64, &str)> = None;
     let mut load = serde_json::Map::new();
     for row in &rows {
-        let served: i64 = row.get(1);
-        let name: String = row.get(2);
+        let served: i64 = row.get(0);
+        let name: String = row.get(1);
         let Some(name) = candidates.iter().copied().find(|c| *c == name) else {
             continue;
         };
