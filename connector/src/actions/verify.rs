@@ -648,6 +648,21 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         }
     }
     let clean = results.iter().all(|r| r["clean"] == true) && (global.is_empty() || repair);
+    // Every finding of the call at the top level, each naming its project
+    // (null for what concerns the whole database); `projects[]` keeps them
+    // per project.
+    let mut findings = Vec::new();
+    for r in &mut results {
+        let project = r["project"].clone();
+        for f in r["findings"].as_array_mut().into_iter().flatten() {
+            f["project"] = project.clone();
+            findings.push(f.clone());
+        }
+    }
+    for f in &mut global {
+        f["project"] = Value::Null;
+        findings.push(f.clone());
+    }
     if !repair {
         audit(
             &conn,
@@ -663,7 +678,7 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         )
         .await?;
     }
-    Ok(json!({"projects": results, "findings": global, "clean": clean}))
+    Ok(json!({"projects": results, "findings": findings, "clean": clean}))
 }
 
 #[cfg(test)]

@@ -33,19 +33,22 @@ import logging
 import threading
 import uuid
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypedDict
 
 from . import _native
 
 __all__ = [
     "ACTIONS",
     "ASYNC_THREADS",
+    "AppliedMigration",
     "Conflict",
     "ConnectorError",
     "DatabaseUnavailable",
     "Forbidden",
     "InvalidParams",
     "MigrationFailed",
+    "MigrationRef",
+    "MigrationsResult",
     "NotFound",
     "SecretsUnavailable",
     "SupabaseExecutor",
@@ -163,6 +166,32 @@ def _to_json(value: Any, what: str) -> str:
             f"{what}: not JSON: {err}",
             {"violations": [{"path": "/", "message": f"not JSON: {err}"}]},
         ) from None
+
+
+class MigrationRef(TypedDict):
+    """One migration file, by version and name."""
+
+    version: str
+    name: str
+
+
+class AppliedMigration(MigrationRef):
+    """A migration this call applied, with the SHA-256 (hex) of its SQL."""
+
+    checksum: str
+
+
+class MigrationsResult(TypedDict):
+    """What ``apply_database_migrations`` returns, with or without
+    ``dry_run``: ``applied`` by this call, ``skipped`` (applied before),
+    ``pending`` (what a run would apply: empty after a run) and ``dry_run``.
+    ``execute`` returns a plain dict; ``typing.cast`` it to this type."""
+
+    project: str
+    applied: List[AppliedMigration]
+    skipped: List[MigrationRef]
+    pending: List[MigrationRef]
+    dry_run: bool
 
 
 def catalog() -> Dict[str, Any]:
