@@ -386,7 +386,7 @@ def test_run_and_verify_json(stack: Stack, admin: Admin) -> None:
     assert re.search(r"^clean\s+true$", table, re.M)
 
 
-def test_errors_are_json_with_contract_exit_codes(stack: Stack) -> None:
+def test_errors_are_json_with_documented_exit_codes(stack: Stack) -> None:
     config = connector_config(stack)
     bad = cli("run", "upsert_database_project_access", "--params", json.dumps({"project": "Bad!"}), config=config)
     assert bad.returncode == 2 and bad.stdout == ""
@@ -396,6 +396,27 @@ def test_errors_are_json_with_contract_exit_codes(stack: Stack) -> None:
     assert missing.returncode == 3 and missing.stdout == "" and cli_error(missing.stderr)["code"] == "not_found"
     not_json = cli("run", "describe_database_project", "--params", "{nope", config=config)
     assert not_json.returncode == 2 and cli_error(not_json.stderr)["code"] == "invalid_params"
+
+
+def test_bootstrap_preconditions_are_precondition_failed(stack: Stack, admin: Admin) -> None:
+    """A server that is not set up as bootstrap requires gets the code
+    precondition_failed (exit 9), not internal or forbidden; nothing changes."""
+    before = admin.rows("select key, value::text from supabase_connector.meta order by key")
+    not_superuser = cli("bootstrap", "--database-url", info(stack, "runtime_url"), "--output", "json")
+    error = cli_error(not_superuser.stderr)
+    assert (not_superuser.returncode, error["code"]) == (9, "precondition_failed"), not_superuser.stderr
+    assert "superuser" in error["message"]
+    no_role = cli("bootstrap", "--database-url", info(stack, "admin_url"), "--runtime-role", "no_such_runtime_role",
+                  "--output", "json")
+    error = cli_error(no_role.stderr)
+    assert (no_role.returncode, error["code"]) == (9, "precondition_failed"), no_role.stderr
+    assert "no_such_runtime_role" in error["message"] and error["details"]["sqlstate"] == "SC412"
+    assert info(stack, "admin_password") not in no_role.stderr + not_superuser.stderr
+    assert admin.rows("select key, value::text from supabase_connector.meta order by key") == before
+    # actions on a database that was never bootstrapped: the same code
+    url = str(info(stack, "runtime_url_nopw")).rsplit("/", 1)[0] + "/template1"
+    unset = cli("run", "reap_expired_leases", config=connector_config(stack, database={"url": url}))
+    assert (unset.returncode, cli_error(unset.stderr)["code"]) == (9, "precondition_failed"), unset.stderr
 
 
 def test_json_logs_carry_the_action_not_secrets(stack: Stack) -> None:

@@ -1,4 +1,5 @@
-//! The connector's single error type, with the codes of the contract (§8).
+//! The connector's single error type and its stable codes (the table in
+//! `docs/reference.md#errors`: CLI exit codes and Python exceptions).
 
 use serde_json::{json, Value};
 use std::fmt;
@@ -13,6 +14,9 @@ pub enum ErrorCode {
     SecretsUnavailable,
     DatabaseUnavailable,
     MigrationFailed,
+    /// The server is not set up as the connector requires (bootstrap's
+    /// preconditions, a missing or other registry version).
+    PreconditionFailed,
     Internal,
 }
 
@@ -27,6 +31,7 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::MigrationFailed => "migration_failed",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -42,8 +47,22 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => 6,
             ErrorCode::DatabaseUnavailable => 7,
             ErrorCode::MigrationFailed => 8,
+            ErrorCode::PreconditionFailed => 9,
         }
     }
+
+    /// Every code, in exit-code order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::Internal,
+        ErrorCode::InvalidParams,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Forbidden,
+        ErrorCode::SecretsUnavailable,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::MigrationFailed,
+        ErrorCode::PreconditionFailed,
+    ];
 }
 
 impl fmt::Display for ErrorCode {
@@ -97,6 +116,9 @@ impl Error {
     pub fn database(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::DatabaseUnavailable, message)
     }
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PreconditionFailed, message)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
@@ -108,7 +130,7 @@ impl Error {
             .with_details(json!({"violations": [{"path": pointer, "message": message}]}))
     }
 
-    /// The JSON shape of contract §8: `{"code", "message", "details"}`.
+    /// The JSON shape of an error: `{"code", "message", "details"}`.
     pub fn to_json(&self) -> Value {
         json!({"code": self.code.as_str(), "message": self.message, "details": self.details})
     }
@@ -121,6 +143,10 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The SQLSTATE bootstrap's precondition checks raise (`sql/bootstrap/`):
+/// the server is not set up as the connector requires.
+pub const PRECONDITION_SQLSTATE: &str = "SC412";
 
 /// SQLSTATE classes that mean "the server went away", not "the SQL was wrong".
 fn is_connection_state(code: &str) -> bool {
@@ -143,6 +169,8 @@ impl From<tokio_postgres::Error> for Error {
             } else if code == "40P01" || code == "55P03" || code == "57014" {
                 // deadlock, lock timeout, statement timeout: the action rolled back
                 ErrorCode::DatabaseUnavailable
+            } else if code == PRECONDITION_SQLSTATE {
+                ErrorCode::PreconditionFailed
             } else {
                 ErrorCode::Internal
             };

@@ -1,4 +1,4 @@
-"""Errors through Python: each code of contract §8 raises its class with
+"""Errors through Python: each error code raises its class with
 `code`, `message` and `details`; what Python hands over that is not the
 right type raises `InvalidParams` or `TypeError`, never a panic, and the
 executor keeps working afterwards."""
@@ -21,6 +21,7 @@ from supabase_connector import (
     InvalidParams,
     MigrationFailed,
     NotFound,
+    PreconditionFailed,
     SecretsUnavailable,
     SupabaseExecutor,
     _error,
@@ -36,13 +37,14 @@ CLASSES: List[Tuple[str, Type[ConnectorError]]] = [
     ("secrets_unavailable", SecretsUnavailable),
     ("database_unavailable", DatabaseUnavailable),
     ("migration_failed", MigrationFailed),
+    ("precondition_failed", PreconditionFailed),
 ]
 
 SERVICE = {"type": "service", "id": "project"}
 
 
 def raised(cls: Type[ConnectorError], call: Callable[[], Any]) -> ConnectorError:
-    """The exception `call` raises: exactly `cls`, with the fields of §8."""
+    """The exception `call` raises: exactly `cls`, with code, message and details."""
     with pytest.raises(ConnectorError) as info_:
         call()
     err = info_.value
@@ -113,6 +115,15 @@ def test_database_unavailable(stack: Any) -> None:
     with create_executor(connector_config(stack, database={"url": url, "pool_timeout_seconds": 2})) as ex:
         err = raised(DatabaseUnavailable, lambda: ex.execute("describe_database_project", {"project": "acme"}))
     assert password not in repr(err) and password not in str(err.details)
+
+
+def test_precondition_failed(stack: Any) -> None:
+    """A database the connector was never bootstrapped in: the server is not
+    set up as required, which is neither a conflict nor an internal error."""
+    url = str(info(stack, "runtime_url_nopw")).rsplit("/", 1)[0] + "/template1"
+    with create_executor(connector_config(stack, database={"url": url})) as ex:
+        err = raised(PreconditionFailed, lambda: ex.execute("describe_database_project", {"project": "acme"}))
+    assert "bootstrap" in err.message
 
 
 def test_closed_executor(stack: Any) -> None:

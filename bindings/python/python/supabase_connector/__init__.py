@@ -50,6 +50,7 @@ __all__ = [
     "MigrationRef",
     "MigrationsResult",
     "NotFound",
+    "PreconditionFailed",
     "SecretsUnavailable",
     "SupabaseExecutor",
     "__version__",
@@ -129,9 +130,27 @@ class MigrationFailed(ConnectorError):
     code = "migration_failed"
 
 
+class PreconditionFailed(ConnectorError):
+    """The server is not set up as the connector requires: the registry is
+    missing or of another version (run ``supabase-connector bootstrap``), or
+    bootstrap's checks refused (not a superuser, a Supabase role or the
+    ``auth`` schema missing, no ADMIN OPTION on ``anon``/``authenticated``)."""
+
+    code = "precondition_failed"
+
+
 _BY_CODE: Dict[str, Type[ConnectorError]] = {
     cls.code: cls
-    for cls in (InvalidParams, NotFound, Conflict, Forbidden, SecretsUnavailable, DatabaseUnavailable, MigrationFailed)
+    for cls in (
+        InvalidParams,
+        NotFound,
+        Conflict,
+        Forbidden,
+        SecretsUnavailable,
+        DatabaseUnavailable,
+        MigrationFailed,
+        PreconditionFailed,
+    )
 }
 
 
