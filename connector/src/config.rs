@@ -102,7 +102,9 @@ pub struct OpenBaoConfig {
     pub approle: Option<AppRoleConfig>,
     pub mount: String,
     pub path: String,
-    /// How long secrets read from OpenBao are reused, in seconds.
+    /// How long secrets read from OpenBao are reused, in seconds, as long
+    /// as their KV v2 version is unchanged (it is checked before every
+    /// signing, so a rotation is seen at once).
     pub cache_seconds: u64,
     pub timeout_seconds: u64,
 }

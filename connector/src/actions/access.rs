@@ -161,9 +161,6 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         None
     };
     let db = c.db().await?;
-    if issue_lease && !dry_run(p) {
-        c.secrets().await?;
-    }
     let conn = db.conn().await?;
     conn.begin(Lock::Project(&names.schema)).await?;
     let slug = names.slug.as_str();

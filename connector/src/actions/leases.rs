@@ -77,7 +77,6 @@ pub(crate) async fn issue_in_tx(
     database: bool,
 ) -> Result<(Uuid, Value)> {
     let db = c.db().await?;
-    let secrets = c.secrets().await?;
     let (isolation, access) = effective_access(conn, names, principal).await?;
     let Some((class, platform_role)) = access else {
         return Err(Error::forbidden(format!(
@@ -99,6 +98,9 @@ pub(crate) async fn issue_in_tx(
     };
     let planned = lease::plan_issue(request, Utc::now());
     conn.run(&planned.statements).await?;
+    // Awaited only now: the action's check of the secrets in OpenBao ran
+    // alongside the database work (an unreachable OpenBao rolls it back).
+    let secrets = c.secrets().await?;
     Ok((
         planned.lease_id,
         planned.to_json(&secrets, &c.config, &db.server, true),
@@ -115,7 +117,6 @@ pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
     )?;
     let database = p.get("database").and_then(Value::as_bool).unwrap_or(true);
     let db = c.db().await?;
-    c.secrets().await?;
     let conn = db.conn().await?;
     if dry_run(p) {
         let (_, access) = effective_access(&conn, &names, &principal).await?;
@@ -157,7 +158,6 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         "/ttl_seconds",
     )?;
     let db = c.db().await?;
-    let secrets = c.secrets().await?;
     let conn = db.conn().await?;
     conn.begin(Lock::None).await?;
     let body = async {
@@ -219,6 +219,7 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
             vec![Param::Uuid(lease_id), Param::Time(new_expires)],
         ));
         conn.run(&statements).await?;
+        let secrets = c.secrets().await?;
         let isolation: String = row.get(9);
         let api_url = lease::api_url(&c.config, &names, &isolation);
         let lease = lease_json(&LeaseView {
