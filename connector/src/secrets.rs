@@ -59,6 +59,22 @@ pub struct OpenBao {
     /// The token may not read the secret's metadata: every check then reads
     /// the secret itself (as costly a request, and as current).
     metadata_denied: AtomicBool,
+    /// Version checks made at once share one request (see `checked_version`).
+    checks: VersionChecks,
+}
+
+/// Concurrent version checks, batched: a caller needs a check that started
+/// after it arrived (one that started earlier may predate a rotation it
+/// must see). Checks run one at a time; callers that arrive while one runs
+/// all wait for the next, and the first of them makes it for all.
+#[derive(Default)]
+struct VersionChecks {
+    /// Held while a check runs.
+    running: Mutex<()>,
+    /// Number of the last check started.
+    started: std::sync::atomic::AtomicU64,
+    /// Number and outcome of the last check finished.
+    finished: std::sync::Mutex<(u64, Option<Result<Option<KvVersion>>>)>,
 }
 
 impl OpenBao {
@@ -80,6 +96,7 @@ impl OpenBao {
             http,
             cache: Mutex::new(None),
             metadata_denied: AtomicBool::new(false),
+            checks: VersionChecks::default(),
         })
     }
 
@@ -240,7 +257,7 @@ impl OpenBao {
     /// `JWT_SECRET` is therefore signed with the new secret.
     pub async fn secrets_for_signing(&self) -> Result<ConnectorSecrets> {
         let ttl = Duration::from_secs(self.config.cache_seconds);
-        let current = self.current_version().await?;
+        let current = self.checked_version().await?;
         if let Some(current) = &current {
             let cache = self.cache.lock().await;
             if let Some(c) = cache.as_ref() {
@@ -250,6 +267,27 @@ impl OpenBao {
             }
         }
         self.fetch(current).await
+    }
+
+    /// The secret's version as a check started after this call saw it,
+    /// sharing that check with the calls made meanwhile.
+    async fn checked_version(&self) -> Result<Option<KvVersion>> {
+        let checks = &self.checks;
+        let wanted = checks.started.load(Ordering::SeqCst) + 1;
+        let _running = checks.running.lock().await;
+        {
+            let finished = checks.finished.lock().unwrap_or_else(|e| e.into_inner());
+            if finished.0 >= wanted {
+                if let Some(outcome) = &finished.1 {
+                    return outcome.clone();
+                }
+            }
+        }
+        let number = checks.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let outcome = self.current_version().await;
+        *checks.finished.lock().unwrap_or_else(|e| e.into_inner()) =
+            (number, Some(outcome.clone()));
+        outcome
     }
 
     /// The secret's version now, from its KV v2 metadata; `None` when the
@@ -654,6 +692,49 @@ mod tests {
             json!({"n": 1})
         );
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_version_checks_share_requests_started_after_them() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    while read_head(&mut socket)
+                        .await
+                        .starts_with("GET /v1/secret/metadata/")
+                    {
+                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        let body = format!(
+                            r#"{{"data": {{"current_version": {n}, "created_time": "t"}}}}"#
+                        );
+                        answer(&mut socket, &body).await;
+                    }
+                });
+            }
+        });
+        let bao = OpenBao::new(config(&format!("http://{addr}"))).unwrap();
+        // Eight at once: the first check, then one more for all who came
+        // while it ran.
+        let seen = futures_util::future::join_all((0..8).map(|_| bao.checked_version())).await;
+        let versions: Vec<u64> = seen
+            .into_iter()
+            .map(|v| v.unwrap().unwrap().version)
+            .collect();
+        assert!(requests.load(Ordering::SeqCst) <= 2, "{versions:?}");
+        // One after another: each sees a check that started after it came.
+        let before = requests.load(Ordering::SeqCst);
+        let next = bao.checked_version().await.unwrap().unwrap().version;
+        assert_eq!(
+            (next, requests.load(Ordering::SeqCst)),
+            (before + 1, before + 1)
+        );
     }
 
     #[tokio::test]
