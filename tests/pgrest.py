@@ -1,4 +1,4 @@
-"""Requests the way PostgREST makes them (see ../shared/FACTS.md): verify the
+"""Requests the way PostgREST makes them: verify the
 JWT (HS256, `exp`), connect as `authenticator`, and in one transaction set
 `search_path`, `role` and `request.jwt.claims` with `set_config(…, true)`,
 then run the statement. Anything PostgREST would refuse raises `ApiError`."""

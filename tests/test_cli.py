@@ -188,7 +188,7 @@ def sabotaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
 def test_demo_completes_and_cleans_up(demo: DemoRun) -> None:
     assert demo.proc.returncode == 0, demo.stdout + demo.stderr
     assert "panicked" not in demo.stderr
-    assert "Every cell matched the contract" in demo.stdout
+    assert "Every cell matched the expected isolation" in demo.stdout
     assert "UNEXPECTED" not in demo.stdout and "!!" not in demo.stdout
     # every step ran, with its timing
     for step in ("bootstrap the registry", "upsert_database_project_access acme", "upsert_database_project_access globex",

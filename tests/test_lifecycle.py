@@ -2,7 +2,7 @@
 
 - `apply_database_migrations`: a realistic migration set (tests/fixtures/migrations)
   applies once, in version order, as the project; what it built then behaves as
-  the contract says through leases and the PostgREST-style client; a changed
+  the documentation says through leases and the PostgREST-style client; a changed
   applied file is a conflict; a failing file rolls back alone and is reported
   with its file, statement, line and PostgreSQL's message; the CLI's
   `migrate --project P DIR`; nothing a migration does reaches outside its project.

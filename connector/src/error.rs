@@ -209,3 +209,39 @@ impl From<serde_json::Error> for Error {
         Error::internal(format!("JSON: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_documents_every_code_and_exit_status() {
+        let doc = include_str!("../../docs/reference.md");
+        let start = doc.find("\n## Errors\n").expect("an Errors section");
+        let rows: Vec<(String, i32)> = doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').to_string(),
+                    cells[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        let codes: Vec<(String, i32)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), c.exit_code()))
+            .collect();
+        assert_eq!(rows, codes, "docs/reference.md#errors vs ErrorCode");
+    }
+
+    #[test]
+    fn bootstraps_refusals_are_precondition_failed() {
+        assert_eq!(PRECONDITION_SQLSTATE.len(), 5);
+        assert!(include_str!("../../sql/bootstrap/v1.sql")
+            .contains(&format!("errcode = '{PRECONDITION_SQLSTATE}'")));
+    }
+}

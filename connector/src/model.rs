@@ -19,7 +19,7 @@ pub struct DesiredProject {
 
 impl DesiredProject {
     /// Parameters win; omitted settings keep their stored values; a new
-    /// project takes the configured defaults (contract §5).
+    /// project takes the configured defaults (`api.isolation`, `api.tenant_code`).
     pub fn from_params(
         names: ProjectNames,
         params: &Value,
@@ -70,7 +70,7 @@ impl DesiredProject {
     }
 }
 
-/// Who gets access (contract §1).
+/// Who gets access: a user, a service or the project itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// A GoTrue user.

@@ -92,7 +92,7 @@ pub enum Change {
         isolation: String,
         tenant_code: String,
     },
-    /// Recompute and apply the served schema list (contract §3.4).
+    /// Recompute and apply the served schema list (`docs/operations.md`, exposure).
     ApplyExposure,
     /// `DROP SCHEMA … CASCADE` (removal with `drop_data`).
     DropSchema {
@@ -294,7 +294,7 @@ pub fn diff_project(
         }
     }
 
-    // 2b. Isolated mode (contract §3.5): the project's own API login role,
+    // 2b. Isolated mode: the project's own API login role,
     //     able to switch to its class roles. Shared mode has none.
     let isolated = desired.isolation == "isolated";
     match (isolated, current.role(&n.authenticator)) {

@@ -12,7 +12,7 @@ Two ways to compare:
   field still fails.
 
 Errors are compared the same way, as `{"code", "message", "details"}` plus
-the CLI's exit status against the Python exception class (contract §8).
+the CLI's exit status against the Python exception class (docs/reference.md#errors).
 """
 
 from __future__ import annotations

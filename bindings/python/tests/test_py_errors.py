@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple, Type
 
 import pytest
@@ -24,6 +25,7 @@ from supabase_connector import (
     PreconditionFailed,
     SecretsUnavailable,
     SupabaseExecutor,
+    _BY_CODE,
     _error,
     _native,
     create_executor,
@@ -135,6 +137,18 @@ def test_closed_executor(stack: Any) -> None:
     assert ex.closed and repr(ex) == "SupabaseExecutor(closed=True)"
     raised(DatabaseUnavailable, lambda: ex.execute("reap_expired_leases", {}))
     ex.close()  # twice is fine
+
+
+def test_the_reference_names_each_exception() -> None:
+    """docs/reference.md#errors: one row per code, with its Python class."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "reference.md").read_text()
+    table = doc[doc.index("\n## Errors\n") :].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in ("|" + table).splitlines()[2:]:
+        cells = [c.strip() for c in line.split("|")]
+        rows[cells[1].strip("`")] = cells[3].split("`")[1]
+    assert rows == {code: _BY_CODE.get(code, ConnectorError).__name__ for code in rows}
+    assert set(rows) == set(_BY_CODE) | {"internal"}
 
 
 def test_internal_and_unknown_codes_are_the_base_class() -> None:

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// A principal's effective access on a project: the highest of its direct
-/// grant and its teams' grants (contract §4), with the platform role that gives it.
+/// grant and its teams' grants, with the platform role that gives it.
 pub(crate) async fn effective_access(
     conn: &Conn,
     names: &ProjectNames,

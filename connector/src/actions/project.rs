@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 const ACTION: &str = "upsert_database_project_access";
 
-/// The sentence of contract §3.5, stated wherever a project's mode shows.
+/// What a project's isolation mode does and does not isolate
+/// (`docs/security.md`), stated wherever the mode shows.
 pub fn trust_boundary(isolation: &str) -> &'static str {
     if isolation == "isolated" {
         "isolated: served by the project's own PostgREST and authenticator; code the project installs reaches nothing outside it"
@@ -217,7 +218,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
 pub const AUTHENTICATOR_PASSWORD_KEY: &str = "AUTHENTICATOR_PASSWORD";
 
 /// Where an isolated project's API login password lives, under the
-/// connector's OpenBao path (contract §3.5).
+/// connector's OpenBao path (`docs/reference.md#secrets-in-openbao`).
 pub fn authenticator_secret_path(names: &ProjectNames) -> String {
     format!("projects/{}", names.slug.as_str())
 }

@@ -1,5 +1,6 @@
-//! Leases (contract §3.3, §6): the roles behind them, their tokens and
-//! connection strings, and their revocation.
+//! Leases (`docs/leases.md`; the format in `docs/reference.md#the-lease`):
+//! the roles behind them, their tokens and connection strings, and their
+//! revocation.
 
 pub mod jwt;
 pub mod scram;
@@ -148,7 +149,7 @@ impl PlannedLease {
         self.password.as_ref()
     }
 
-    /// The lease JSON of contract §6, with its secrets.
+    /// The lease JSON (`docs/reference.md#the-lease`), with its secrets.
     pub fn to_json(
         &self,
         secrets: &ConnectorSecrets,
@@ -290,7 +291,8 @@ pub struct RevokeTarget {
     pub holds_owner: bool,
 }
 
-/// Revoke leases inside the caller's transaction (contract §3.3 order):
+/// Revoke leases inside the caller's transaction, in this order
+/// (`docs/leases.md#revocation`):
 /// `NOLOGIN`, terminate sessions, `REASSIGN OWNED`, `DROP OWNED`, `DROP
 /// ROLE`, mark revoked. Returns the number of sessions terminated.
 ///

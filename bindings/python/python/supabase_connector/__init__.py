@@ -11,7 +11,7 @@ A host platform's ``executor_factory`` creates one executor and calls
 
 The Rust core does all the work, parameter validation included; this module
 converts values to and from JSON and error codes to exception classes
-(contract §8). Calls release the GIL while the connector waits on
+(docs/reference.md#errors). Calls release the GIL while the connector waits on
 PostgreSQL and OpenBao.
 
 Log records: the connector's events go to the ``logging`` loggers
@@ -70,8 +70,8 @@ ACTIONS: List[str] = list(_native.action_names())
 
 class ConnectorError(Exception):
     """Base of every connector error: ``code``, ``message`` and ``details``
-    as in contract §8. Raised as is for ``internal`` (and any code this
-    version does not know)."""
+    (docs/reference.md#errors). Raised as is for ``internal`` (and any code
+    this version does not know)."""
 
     code: str = "internal"
 
@@ -155,7 +155,7 @@ _BY_CODE: Dict[str, Type[ConnectorError]] = {
 
 
 def _error(err: _native.NativeError) -> ConnectorError:
-    """The exception of contract §8 for a native error."""
+    """The exception class of a native error's code."""
     code, message, details = err.args
     cls = _BY_CODE.get(code, ConnectorError)
     exc = cls(message, json.loads(details))
@@ -322,6 +322,7 @@ class SupabaseExecutor:
 
 
 def create_executor(config: Optional[Mapping[str, Any]] = None) -> SupabaseExecutor:
-    """An executor for ``config`` (contract §7: a dict; every key falls back
-    to the environment), or the environment alone when None."""
+    """An executor for ``config`` (a dict of the keys in
+    docs/reference.md#configuration; every key falls back to the
+    environment), or the environment alone when None."""
     return SupabaseExecutor(config)
