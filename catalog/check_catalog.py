@@ -364,9 +364,9 @@ RESULTS = [
                                    "pending": [{"version": "2", "name": "0002.sql"}], "dry_run": True}),
     ("verify_database_project", {"clean": False, "projects": [{"project": "acme", "clean": False, "findings": [
         {"code": "rls_disabled", "severity": "error", "object": "proj_acme.notes", "expected": "rls enabled",
-         "actual": "rls disabled", "repaired": True, "project": "acme"}]}],
+         "actual": "rls disabled", "repairable": True, "repaired": True, "project": "acme"}]}],
         "findings": [{"code": "rls_disabled", "severity": "error", "object": "proj_acme.notes", "expected": "rls enabled",
-                      "actual": "rls disabled", "repaired": True, "project": "acme"},
+                      "actual": "rls disabled", "repairable": True, "repaired": True, "project": "acme"},
                      {"code": "exposure_list_drift", "severity": "error", "object": "pgrst.db_schemas", "expected": "a",
                       "actual": "b", "repairable": True, "repaired": False, "project": None}]}),
     ("describe_database_project", {
