@@ -15,7 +15,7 @@ use supabase_connector::{Config, Connector, Error};
     version,
     about = "Share one self-hosted Supabase between many projects: a schema, roles, RLS and PostgREST exposure per project, and short-lived leases minted from OpenBao secrets.",
     long_about = None,
-    after_help = "Configuration comes from --config (JSON) with environment fallbacks: SUPABASE_CONNECTOR_DATABASE_URL, BAO_ADDR/VAULT_ADDR, BAO_TOKEN/VAULT_TOKEN, SUPABASE_CONNECTOR_API_URL.\n\nFirst time: `supabase-connector bootstrap --database-url postgresql://supabase_admin@…` (as a superuser), then `supabase-connector run upsert_database_project_access --params '{\"project\": \"acme\"}'`.\nTry it all locally: `supabase-connector demo`."
+    after_help = "Configuration comes from --config (JSON) with environment fallbacks: SUPABASE_CONNECTOR_DATABASE_URL, BAO_ADDR/VAULT_ADDR, BAO_TOKEN/VAULT_TOKEN, SUPABASE_CONNECTOR_API_URL.\n\nFirst time: `supabase-connector bootstrap --database-url postgresql://supabase_admin@…` (as a superuser), then `supabase-connector run upsert_database_project_access --params '{\"project\": \"acme\"}'`.\nTry it all locally: `supabase-connector demo`.\nReference (configuration, error codes and exit statuses, every action's parameters and result): docs/reference.md."
 )]
 struct Cli {
     /// JSON configuration file (keys: docs/reference.md#configuration); unset keys fall back to the environment.
