@@ -19,7 +19,7 @@ import sys
 
 PATH = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).with_name("connector-catalog.json")
 
-CONTRACT_ACTIONS = [
+ACTIONS = [
     "upsert_database_project_access",
     "upsert_database_team_access",
     "upsert_database_access",
@@ -52,6 +52,10 @@ NO_DEFAULT = {
 
 DRY_RUN = {"type": "boolean", "default": False, "description": "return the plan (SQL) instead of applying it"}
 
+# Actions whose dry run returns their own result shape (with "dry_run": true)
+# instead of $defs/plan.
+OWN_DRY_RUN = {"apply_database_migrations"}
+
 failures = []
 passes = 0
 
@@ -76,7 +80,7 @@ check(cat["id"] == "supabase", "id is not supabase")
 check(set(cat["secrets"]["reads"]) <= set(cat["secrets"]["keys"]), "secrets.reads not a subset of secrets.keys")
 check(set(cat["role_mapping"]) == set(defs["platform_role"]["enum"]), "role_mapping keys != $defs.platform_role")
 check(set(cat["role_mapping"].values()) <= set(defs["access_class"]["enum"]), "role_mapping values outside $defs.access_class")
-check(list(actions) == CONTRACT_ACTIONS, f"actions differ from the contract: {sorted(set(actions) ^ set(CONTRACT_ACTIONS))}")
+check(list(actions) == ACTIONS, f"actions differ from the expected list: {sorted(set(actions) ^ set(ACTIONS))}")
 
 
 def walk(node, pointer):
@@ -113,7 +117,12 @@ for name, action in actions.items():
     check(p.get("type") == "object", f"{name}: params type is not object")
     check(p.get("additionalProperties") is False, f"{name}: params allow unknown keys")
     check(isinstance(p.get("required"), list), f"{name}: params list no required")
-    check(p["properties"].get("dry_run") == DRY_RUN, f"{name}: dry_run property missing or different")
+    if name in OWN_DRY_RUN:
+        dry = p["properties"].get("dry_run", {})
+        check(dry.get("type") == "boolean" and dry.get("default") is False and "description" in dry,
+              f"{name}: dry_run property missing or not a boolean defaulting to false")
+    else:
+        check(p["properties"].get("dry_run") == DRY_RUN, f"{name}: dry_run property missing or different")
     for req in p.get("required", []):
         check(req in p["properties"], f"{name}: required {req} is not a property")
     for key, sub in p["properties"].items():
@@ -124,7 +133,9 @@ for name, action in actions.items():
         else:
             check("default" in sub, f"{name}.{key}: optional key without a default")
     r = action["result"]
-    if action["mutates"]:
+    if name in OWN_DRY_RUN:
+        check("dry_run" in r.get("required", []), f"{name}: its own dry-run result does not require dry_run")
+    elif action["mutates"]:
         alts = r.get("anyOf", [])
         check({"$ref": "#/$defs/plan"} in [{"$ref": a.get("$ref")} for a in alts if "$ref" in a],
               f"{name}: mutating action whose result does not admit the plan")
@@ -295,7 +306,7 @@ print(f"params: {len(VALID)} valid examples pass, {len(INVALID)} invalid example
 
 # ---------------------------------------------------------------- results
 
-# contract §6, placeholders replaced by concrete values
+# the lease of docs/reference.md, placeholders replaced by concrete values
 LEASE = {
     "lease_id": LEASE_ID, "project": "acme", "schema": "proj_acme",
     "principal": {"type": "service", "id": "project"},
@@ -310,7 +321,7 @@ LEASE = {
     "env": {"SUPABASE_URL": "…", "SUPABASE_ANON_KEY": "…", "SUPABASE_ACCESS_TOKEN": "…",
             "SUPABASE_DB_SCHEMA": "…", "DATABASE_URL": "…"},
 }
-check(not pointers(def_v["lease"], LEASE), f"contract §6 lease rejected: {pointers(def_v['lease'], LEASE)}")
+check(not pointers(def_v["lease"], LEASE), f"documented lease rejected: {pointers(def_v['lease'], LEASE)}")
 api_only = dict(LEASE, database=None, principal={"type": "user", "id": U1}, access_class="authenticated",
                 platform_role="team_member", api={k: v for k, v in LEASE["api"].items() if k != "publishable_token"})
 api_only["env"] = {k: v for k, v in LEASE["env"].items() if k != "DATABASE_URL"}
@@ -350,10 +361,16 @@ RESULTS = [
     ("revoke_database_team_access", {"project": "acme", "removed": False, "revoked_leases": []}),
     ("remove_database_project", {"project": "acme", "schema": "proj_acme", "state": "archived", "revoked_leases": [LEASE_ID]}),
     ("apply_database_migrations", {"project": "acme", "applied": [{"version": "2", "name": "0002.sql", "checksum": "ab" * 32}],
-                                   "skipped": [{"version": "1", "name": "0001.sql"}]}),
+                                   "skipped": [{"version": "1", "name": "0001.sql"}], "pending": [], "dry_run": False}),
+    ("apply_database_migrations", {"project": "acme", "applied": [], "skipped": [{"version": "1", "name": "0001.sql"}],
+                                   "pending": [{"version": "2", "name": "0002.sql"}], "dry_run": True}),
     ("verify_database_project", {"clean": False, "projects": [{"project": "acme", "clean": False, "findings": [
         {"code": "rls_disabled", "severity": "error", "object": "proj_acme.notes", "expected": "rls enabled",
-         "actual": "rls disabled", "repaired": True}]}]}),
+         "actual": "rls disabled", "repairable": True, "repaired": True, "project": "acme"}]}],
+        "findings": [{"code": "rls_disabled", "severity": "error", "object": "proj_acme.notes", "expected": "rls enabled",
+                      "actual": "rls disabled", "repairable": True, "repaired": True, "project": "acme"},
+                     {"code": "exposure_list_drift", "severity": "error", "object": "pgrst.db_schemas", "expected": "a",
+                      "actual": "b", "repairable": True, "repaired": False, "project": None}]}),
     ("describe_database_project", {
         "project": "acme", "schema": "proj_acme", "state": "active", "isolation": "shared", "tenant_code": "allow",
         "exposed": True, "trust_boundary": "credentials are confined to the project; tenant code is trusted",
@@ -370,7 +387,12 @@ BAD_RESULTS = [
     ("issue_database_lease", {"lease": {"lease_id": LEASE_ID}}),
     ("remove_database_project", {"project": "acme", "schema": "proj_acme", "state": "active", "revoked_leases": []}),
     ("describe_database_project", PLAN),
-    ("verify_database_project", {"clean": True, "projects": [{"project": "acme", "clean": True,
+    ("apply_database_migrations", {"project": "acme", "applied": [], "skipped": []}),
+    ("apply_database_migrations", PLAN),
+    ("verify_database_project", {"clean": True, "projects": []}),
+    ("verify_database_project", {"clean": True, "projects": [], "findings": [{"code": "x", "severity": "error", "object": "o",
+                                                                             "expected": 1, "actual": 2, "project": 3}]}),
+    ("verify_database_project", {"clean": True, "findings": [], "projects": [{"project": "acme", "clean": True,
                                                               "findings": [{"code": "x", "severity": "info", "object": "o",
                                                                             "expected": 1, "actual": 2}]}]}),
 ]
@@ -379,7 +401,7 @@ for action, res in RESULTS:
     check(not errs, f"result of {action} rejected at {errs}")
 for action, res in BAD_RESULTS:
     check(bool(pointers(result_v[action], res)), f"bad result of {action} accepted")
-print(f"results: contract §6 lease passes $defs/lease; {len(RESULTS)} valid results pass, {len(BAD_RESULTS)} bad ones fail")
+print(f"results: the documented lease passes $defs/lease; {len(RESULTS)} valid results pass, {len(BAD_RESULTS)} bad ones fail")
 
 for f in failures:
     print("FAIL", f)

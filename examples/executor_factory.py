@@ -1,10 +1,10 @@
 """How a host platform wires the connector into its ``executor_factory``.
 
 The platform builds one executor per process from its own configuration
-(a mapping in the shape of contract §7; every key it leaves out falls back
-to the environment: ``SUPABASE_CONNECTOR_DATABASE_URL``, ``BAO_ADDR``,
-``BAO_TOKEN``, ``SUPABASE_CONNECTOR_API_URL``) and calls it when a project
-attaches the database asset:
+(a mapping of the keys in docs/reference.md#configuration; every key it
+leaves out falls back to the environment: ``SUPABASE_CONNECTOR_DATABASE_URL``,
+``BAO_ADDR``, ``BAO_TOKEN``, ``SUPABASE_CONNECTOR_API_URL``) and calls it
+when a project attaches the database asset:
 
 1. provision the project (idempotent: a re-attach changes nothing),
 2. record the principal's access at its platform role,
@@ -36,11 +36,11 @@ SETTINGS_KEY = "supabase_connector"
 def executor_factory(settings: Optional[Mapping[str, Any]] = None) -> SupabaseExecutor:
     """Build the executor from the platform's settings.
 
-    ``settings[SETTINGS_KEY]`` is the connector's config (contract §7), e.g.
-    ``{"database": {"url": ...}, "openbao": {"addr": ..., "token": ...},
-    "api": {"url": ...}}``; without it, ``SUPABASE_CONNECTOR_CONFIG`` may
+    ``settings[SETTINGS_KEY]`` is the connector's config
+    (docs/reference.md#configuration), e.g. ``{"database": {"url": ...},
+    "openbao": {"addr": ..., "token": ...}, "api": {"url": ...}}``; without it, ``SUPABASE_CONNECTOR_CONFIG`` may
     hold the same as JSON, and anything still missing comes from the
-    environment variables of §7."""
+    environment variables listed there."""
     section: Optional[Mapping[str, Any]] = None
     if settings is not None and SETTINGS_KEY in settings:
         section = settings[SETTINGS_KEY]

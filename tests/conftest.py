@@ -72,6 +72,20 @@ def cli(*args: str, config: Optional[Dict[str, Any]] = None, input: Optional[str
     return proc
 
 
+def result_violations(action: str, result: Any) -> List[str]:
+    """Where `result` breaks the catalog's result schema of `action` (built
+    as the Rust side builds schemas: the action's schema with the shared
+    $defs); empty when it conforms."""
+    import jsonschema
+
+    from supabase_connector import catalog
+
+    cat = catalog()
+    schema = dict(cat["actions"][action]["result"], **{"$defs": cat["$defs"]})
+    validator = jsonschema.Draft202012Validator(schema)
+    return sorted(f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(result))
+
+
 def bootstrap(stack: Stack) -> None:
     cli("bootstrap", "--database-url", info(stack, "admin_url"), "--output", "json", check=True)
 

@@ -1,4 +1,5 @@
-"""Access: the platform-role mapping of contract §4 end to end (what each
+"""Access: the platform-role mapping
+(docs/reference.md#platform-roles-and-access-classes) end to end (what each
 class can do in its project, and nothing in another one), teams and direct
 grants, downgrades, idempotent upserts and concurrent changes. API access is
 checked the way PostgREST does it (tests/pgrest.py)."""
@@ -20,7 +21,7 @@ ALICE = "00000000-0000-4000-8000-00000000a11c"
 BOB = "00000000-0000-4000-8000-000000000b0b"
 CAROL = "00000000-0000-4000-8000-0000000ca201"
 
-# contract §4, all nine platform roles
+# all nine platform roles (docs/reference.md#platform-roles-and-access-classes)
 MAPPING = [
     ("project_owner", "service_role"),
     ("maintainer", "service_role"),

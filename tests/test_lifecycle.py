@@ -2,7 +2,7 @@
 
 - `apply_database_migrations`: a realistic migration set (tests/fixtures/migrations)
   applies once, in version order, as the project; what it built then behaves as
-  the contract says through leases and the PostgREST-style client; a changed
+  the documentation says through leases and the PostgREST-style client; a changed
   applied file is a conflict; a failing file rolls back alone and is reported
   with its file, statement, line and PostgreSQL's message; the CLI's
   `migrate --project P DIR`; nothing a migration does reaches outside its project.
@@ -32,8 +32,8 @@ import psycopg
 import pytest
 
 import pgrest
-from conftest import Admin, catalog_snapshot, cli, connector_config, info, new_slug
-from supabase_connector import Conflict, InvalidParams, MigrationFailed, NotFound, SupabaseExecutor
+from conftest import Admin, catalog_snapshot, cli, connector_config, info, new_slug, result_violations
+from supabase_connector import Conflict, InvalidParams, MigrationFailed, MigrationsResult, NotFound, SupabaseExecutor, catalog
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "migrations"
 
@@ -137,6 +137,29 @@ def test_migrations_apply_in_version_order_then_nothing(blog: Blog, admin: Admin
     # (one lease for the run that applied something, none for the run with nothing pending)
     assert admin.value("select count(*) from supabase_connector.leases where project = %s", (blog.slug,)) == 1
     assert live_lease_roles(admin, blog.schema) == []
+
+
+def test_migrations_result_has_one_shape(executor: SupabaseExecutor, admin: Admin) -> None:
+    """applied, skipped, pending and dry_run in every result: a run that
+    applies, a dry run, a run with nothing pending (and the catalog says so)."""
+    slug = new_slug("shape")
+    upsert(executor, slug)
+    first, second = fixture_migrations()[:2]
+    ref = lambda m: {"version": m["version"], "name": m["name"]}  # noqa: E731
+    ran = migrate(executor, slug, [first])
+    planned = executor.execute("apply_database_migrations", {"project": slug, "migrations": [first, second], "dry_run": True})
+    idle = migrate(executor, slug, [first])
+    assert {k: v for k, v in ran.items() if k != "applied"} == {"project": slug, "skipped": [], "pending": [], "dry_run": False}
+    assert [ref(m) for m in ran["applied"]] == [ref(first)]
+    assert planned == {"project": slug, "applied": [], "skipped": [ref(first)], "pending": [ref(second)], "dry_run": True}
+    assert idle == {"project": slug, "applied": [], "skipped": [ref(first)], "pending": [], "dry_run": False}
+    assert [r[0] for r in applied_rows(admin, slug)] == [first["version"]]  # the dry run applied nothing
+    for result in (ran, planned, idle):
+        assert result_violations("apply_database_migrations", result) == []
+    # the catalog requires every key, so a result without one would not pass
+    assert result_violations("apply_database_migrations", {k: v for k, v in ran.items() if k != "pending"})
+    # and the Python type names the same keys
+    assert MigrationsResult.__required_keys__ == set(catalog()["actions"]["apply_database_migrations"]["result"]["required"])
 
 
 def test_migrated_objects_belong_to_the_project(blog: Blog, admin: Admin) -> None:
@@ -748,7 +771,7 @@ def run_drift(admin: Admin, statements: List[str]) -> None:
 
 
 def errors(report: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return [f for p in report["projects"] for f in p["findings"] if f["severity"] == "error"] + list(report["findings"])
+    return [f for f in report["findings"] if f["severity"] == "error"]
 
 
 def bao_secret(stack: Any, path: str) -> Dict[str, Any]:
@@ -788,6 +811,10 @@ def test_drift_is_reported_and_repaired(stack: Any, executor: SupabaseExecutor, 
             assert f["severity"] == drift.severity and f["repairable"] is repairable and f["repaired"] is False
             assert f["expected"] and f["actual"] and f["expected"] != f["actual"]
         assert report["clean"] is (drift.severity != "error")
+        # the top level holds every finding too, each naming its project
+        assert report["findings"] == report["projects"][0]["findings"], json.dumps(report, indent=1)
+        assert {f["project"] for f in report["findings"]} == {slug}
+        assert result_violations("verify_database_project", report) == []
 
         repaired = executor.execute("verify_database_project", {"project": slug, "repair": True})
         mine = [f for f in repaired["projects"][0]["findings"] if f["code"] == drift.code and f["object"] == obj]
@@ -850,6 +877,8 @@ def test_drift_of_the_whole_served_list(stack: Any, executor: SupabaseExecutor, 
     report = verify()
     drift = [f for f in report["findings"] if f["code"] == "exposure_list_drift"]
     assert len(drift) == 1 and drift[0]["object"] == "pgrst.db_schemas" and drift[0]["severity"] == "error"
+    assert drift[0]["project"] is None  # it concerns the whole database
+    assert result_violations("verify_database_project", report) == []
     assert "proj_ghost_of_a_dropped_project" in drift[0]["actual"] and "proj_ghost" not in drift[0]["expected"]
     assert report["clean"] is False
     repaired = verify("--repair")

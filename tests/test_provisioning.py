@@ -33,7 +33,7 @@ def test_every_object_of_a_project(executor: SupabaseExecutor, admin: Admin) -> 
         assert set(roles) == {f"{s}_owner", f"{s}_service_role", f"{s}_authenticated", f"{s}_anon"}
         for attrs in roles.values():
             assert attrs == (False, True, False, False, False, False, False), attrs  # NOLOGIN INHERIT, nothing else
-        # memberships of contract §3.2
+        # memberships of docs/architecture.md#role-graph
         def member(role: str, of: str, how: str = "USAGE") -> bool:
             return bool(admin.value("select pg_has_role(%s, %s, %s)", (role, of, how)))
         assert member(f"{s}_service_role", f"{s}_owner")

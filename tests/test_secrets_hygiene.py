@@ -1,4 +1,4 @@
-"""Issue 10: secrets hygiene (contract §7: no secret, password or token in a
+"""Issue 10: secrets hygiene (docs/security.md#secrets-hygiene: no secret, password or token in a
 log line, an error message, an audit row or a `Debug` print).
 
 One module-scoped transcript runs a spread of actions and failures through

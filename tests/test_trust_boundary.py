@@ -1,4 +1,5 @@
-"""Issue 6: the trust boundary of one central PostgREST (contract §3.5).
+"""Issue 6: the trust boundary of one central PostgREST
+(docs/security.md#what-does-not-isolate-projects).
 
 Shared mode: code a project installs can switch, through the central
 `authenticator`, into another project's roles. This is a statement of fact

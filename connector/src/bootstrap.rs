@@ -36,7 +36,7 @@ pub async fn run(
         .await?
         .get(0);
     if !is_super {
-        return Err(Error::forbidden(format!(
+        return Err(Error::precondition(format!(
             "bootstrap must run as a superuser (supabase_admin on Supabase); {} is not one",
             ident(&db.server.runtime_role)
         )));
@@ -56,7 +56,7 @@ pub async fn run(
             .map(|r| r.get::<_, i32>(0)),
     };
     if before.is_some_and(|v| v > BOOTSTRAP_VERSION) {
-        return Err(Error::conflict(format!(
+        return Err(Error::precondition(format!(
             "the registry is at bootstrap version {}, newer than this connector's {BOOTSTRAP_VERSION}",
             before.unwrap_or_default()
         )));

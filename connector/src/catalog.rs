@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_contract_action_is_declared() {
+    fn every_action_is_declared() {
         let names = action_names();
         for a in [
             "upsert_database_project_access",

@@ -1,6 +1,6 @@
-//! Configuration (contract §7): a JSON object with an environment fallback
-//! for the keys that have one. Secrets inside it are wrapped in [`Secret`] so
-//! `Debug` never prints them.
+//! Configuration (`docs/reference.md#configuration`): a JSON object with an
+//! environment fallback for the keys that have one. Secrets inside it are
+//! wrapped in [`Secret`] so `Debug` never prints them.
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -108,7 +108,9 @@ pub struct OpenBaoConfig {
     pub approle: Option<AppRoleConfig>,
     pub mount: String,
     pub path: String,
-    /// How long secrets read from OpenBao are reused, in seconds.
+    /// How long secrets read from OpenBao are reused, in seconds, as long
+    /// as their KV v2 version is unchanged (it is checked before every
+    /// signing, so a rotation is seen at once).
     pub cache_seconds: u64,
     pub timeout_seconds: u64,
 }
@@ -342,7 +344,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Apply the environment fallbacks of contract §7 to keys left unset.
+    /// Apply the environment fallbacks (`docs/reference.md#configuration`) to keys left unset.
     pub fn fill_from_env(&mut self, env: impl Fn(&str) -> Option<String>) {
         if self.database.url.is_none() {
             self.database.url = env("SUPABASE_CONNECTOR_DATABASE_URL").map(Secret::new);
@@ -487,5 +489,105 @@ mod tests {
         let c =
             Config::from_json(Some(json!({"exposure": {"base_schemas": "public, api"}}))).unwrap();
         assert_eq!(c.exposure.base_schemas, ["public", "api"]);
+    }
+
+    /// The rows of the table under `## {section}` in docs/reference.md:
+    /// the backticked names of each row's first and second cells.
+    fn reference_table(section: &str) -> Vec<(Vec<String>, Vec<String>)> {
+        let doc = include_str!("../../docs/reference.md");
+        let start = doc
+            .find(&format!("\n## {section}\n"))
+            .unwrap_or_else(|| panic!("docs/reference.md has no section {section}"));
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        };
+        doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').collect();
+                (ticked(cells[1]), ticked(cells[2]))
+            })
+            .collect()
+    }
+
+    /// The keys a config struct accepts, from serde's own list (the
+    /// message for an unknown key names every known one).
+    fn keys<T: serde::de::DeserializeOwned>(prefix: &str) -> Vec<String> {
+        let err = serde_json::from_value::<T>(json!({"?": 0}))
+            .err()
+            .expect("an unknown key is refused")
+            .to_string();
+        let expected = err.split("expected").nth(1).unwrap_or_default();
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|k| format!("{prefix}{k}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_documents_every_key_and_environment_variable() {
+        let documented: Vec<(String, Vec<String>)> = reference_table("Configuration")
+            .into_iter()
+            .map(|(key, env)| (key[0].clone(), env))
+            .collect();
+        let mut actual: Vec<String> = [
+            keys::<DatabaseConfig>("database."),
+            keys::<OpenBaoConfig>("openbao."),
+            keys::<AppRoleConfig>("openbao.approle."),
+            keys::<ApiConfig>("api."),
+            keys::<LeaseConfig>("lease."),
+            keys::<ExposureConfig>("exposure."),
+        ]
+        .concat();
+        actual.retain(|k| k != "openbao.approle");
+        assert_eq!(keys::<Config>("").len(), 5, "a new config section");
+        let mut listed: Vec<String> = documented.iter().map(|(k, _)| k.clone()).collect();
+        listed.sort();
+        actual.sort();
+        assert_eq!(listed, actual, "docs/reference.md#configuration vs Config");
+
+        // each documented variable fills its key, and no other is read
+        let value = |c: &Config, key: &str| -> Option<String> {
+            match key {
+                "database.url" => c.database.url.as_ref().map(|s| s.expose().to_string()),
+                "openbao.addr" => c.openbao.addr.clone(),
+                "openbao.token" => c.openbao.token.as_ref().map(|s| s.expose().to_string()),
+                "api.url" => c.api.url.clone(),
+                other => panic!("{other} has an environment variable the test does not know"),
+            }
+        };
+        let mut documented_env = Vec::new();
+        for (key, env) in documented.iter().filter(|(_, env)| !env.is_empty()) {
+            for var in env {
+                let mut c = Config::default();
+                c.fill_from_env(|k| (k == var).then(|| "from-env".to_string()));
+                assert_eq!(
+                    value(&c, key).as_deref(),
+                    Some("from-env"),
+                    "{var} -> {key}"
+                );
+                documented_env.push(var.clone());
+            }
+        }
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::default().fill_from_env(|k| {
+            asked.borrow_mut().push(k.to_string());
+            None
+        });
+        for var in asked.into_inner() {
+            assert!(
+                documented_env.contains(&var),
+                "{var} is read but not documented"
+            );
+        }
     }
 }

@@ -585,7 +585,7 @@ impl Database {
         if check_registry {
             let installed: bool = row.get(3);
             if !installed {
-                return Err(Error::conflict(
+                return Err(Error::precondition(
                     "the registry schema supabase_connector is missing: run `supabase-connector bootstrap` as a superuser first",
                 ));
             }
@@ -602,7 +602,7 @@ impl Database {
                 })?
                 .map(|r| r.get(0));
             if version != Some(BOOTSTRAP_VERSION) {
-                return Err(Error::conflict(format!(
+                return Err(Error::precondition(format!(
                     "the registry is at bootstrap version {}, this connector needs {BOOTSTRAP_VERSION}: run `supabase-connector bootstrap`",
                     version.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
                 )));

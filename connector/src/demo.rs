@@ -352,7 +352,7 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
     }
     connector.close();
     if surprises.is_empty() {
-        println!("\nEvery cell matched the contract: no credential reached another project, auth.users or the registry.");
+        println!("\nEvery cell matched the expected isolation: no credential reached another project, auth.users or the registry.");
         Ok(json!({"matrix": matrix, "surprises": []}))
     } else {
         println!("\nUNEXPECTED ({}):", surprises.len());

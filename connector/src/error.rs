@@ -1,4 +1,5 @@
-//! The connector's single error type, with the codes of the contract (§8).
+//! The connector's single error type and its stable codes (the table in
+//! `docs/reference.md#errors`: CLI exit codes and Python exceptions).
 
 use serde_json::{json, Value};
 use std::fmt;
@@ -13,6 +14,9 @@ pub enum ErrorCode {
     SecretsUnavailable,
     DatabaseUnavailable,
     MigrationFailed,
+    /// The server is not set up as the connector requires (bootstrap's
+    /// preconditions, a missing or other registry version).
+    PreconditionFailed,
     Internal,
 }
 
@@ -27,6 +31,7 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::DatabaseUnavailable => "database_unavailable",
             ErrorCode::MigrationFailed => "migration_failed",
+            ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -42,8 +47,22 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => 6,
             ErrorCode::DatabaseUnavailable => 7,
             ErrorCode::MigrationFailed => 8,
+            ErrorCode::PreconditionFailed => 9,
         }
     }
+
+    /// Every code, in exit-code order.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::Internal,
+        ErrorCode::InvalidParams,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Forbidden,
+        ErrorCode::SecretsUnavailable,
+        ErrorCode::DatabaseUnavailable,
+        ErrorCode::MigrationFailed,
+        ErrorCode::PreconditionFailed,
+    ];
 }
 
 impl fmt::Display for ErrorCode {
@@ -97,6 +116,9 @@ impl Error {
     pub fn database(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::DatabaseUnavailable, message)
     }
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PreconditionFailed, message)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
@@ -108,7 +130,7 @@ impl Error {
             .with_details(json!({"violations": [{"path": pointer, "message": message}]}))
     }
 
-    /// The JSON shape of contract §8: `{"code", "message", "details"}`.
+    /// The JSON shape of an error: `{"code", "message", "details"}`.
     pub fn to_json(&self) -> Value {
         json!({"code": self.code.as_str(), "message": self.message, "details": self.details})
     }
@@ -125,6 +147,10 @@ impl std::error::Error for Error {}
 /// SQLSTATE the bootstrap's functions raise when a project limit is reached
 /// (`limits.max_database_leases`): a `conflict`.
 pub const LIMIT_REACHED: &str = "SC409";
+
+/// The SQLSTATE bootstrap's precondition checks raise (`sql/bootstrap/`):
+/// the server is not set up as the connector requires.
+pub const PRECONDITION_SQLSTATE: &str = "SC412";
 
 /// SQLSTATE classes that mean "the server went away", not "the SQL was wrong".
 fn is_connection_state(code: &str) -> bool {
@@ -150,6 +176,8 @@ impl From<tokio_postgres::Error> for Error {
             } else if code == LIMIT_REACHED {
                 // a project limit the bootstrap's functions enforce
                 return Error::conflict(db.message().to_string()).with_details(details);
+            } else if code == PRECONDITION_SQLSTATE {
+                ErrorCode::PreconditionFailed
             } else {
                 ErrorCode::Internal
             };
@@ -186,5 +214,41 @@ impl From<deadpool_postgres::PoolError> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::internal(format!("JSON: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_documents_every_code_and_exit_status() {
+        let doc = include_str!("../../docs/reference.md");
+        let start = doc.find("\n## Errors\n").expect("an Errors section");
+        let rows: Vec<(String, i32)> = doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').to_string(),
+                    cells[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        let codes: Vec<(String, i32)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), c.exit_code()))
+            .collect();
+        assert_eq!(rows, codes, "docs/reference.md#errors vs ErrorCode");
+    }
+
+    #[test]
+    fn bootstraps_refusals_are_precondition_failed() {
+        assert_eq!(PRECONDITION_SQLSTATE.len(), 5);
+        assert!(include_str!("../../sql/bootstrap/v1.sql")
+            .contains(&format!("errcode = '{PRECONDITION_SQLSTATE}'")));
     }
 }

@@ -44,8 +44,18 @@ use db::Database;
 use secrets::{ConnectorSecrets, OpenBao};
 use serde_json::Value;
 use std::str::FromStr;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
+
+/// The secrets of one action, as checked against OpenBao once for it.
+type ActionSecrets = Arc<OnceCell<Result<ConnectorSecrets>>>;
+
+tokio::task_local! {
+    /// Set while an action runs: the secrets every step of it signs with,
+    /// checked against OpenBao's current version once per action.
+    static ACTION_SECRETS: ActionSecrets;
+}
 
 /// The connector: configuration, the OpenBao client and a lazily opened
 /// database pool. Cheap to share (`Arc<Connector>`); every method takes `&self`.
@@ -93,7 +103,7 @@ impl Connector {
         let span = tracing::info_span!("action", action, project, lease_id);
         async {
             let started = std::time::Instant::now();
-            let result = actions::dispatch(self, action, &params).await;
+            let result = self.dispatch_checking_secrets(action, &params).await;
             match &result {
                 Ok(_) => tracing::info!(
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -109,14 +119,48 @@ impl Connector {
         .await
     }
 
+    /// Run the action. One that signs lease tokens starts checking the
+    /// secrets' version in OpenBao at once, alongside its database work;
+    /// every step of the action then uses what that one check found.
+    async fn dispatch_checking_secrets(&self, action: &str, params: &Value) -> Result<Value> {
+        let memo = ActionSecrets::default();
+        let run = ACTION_SECRETS.scope(memo.clone(), actions::dispatch(self, action, params));
+        if !signs_tokens(action, params) {
+            return run.await;
+        }
+        let check = memo.get_or_init(|| self.signing_secrets());
+        tokio::pin!(run, check);
+        let mut checked = false;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut run => return result,
+                _ = &mut check, if !checked => checked = true,
+            }
+        }
+    }
+
     /// The OpenBao client, or why there is none.
     pub fn openbao(&self) -> Result<&OpenBao> {
         self.openbao.as_ref().map_err(Clone::clone)
     }
 
-    /// The secrets leases need (cached briefly).
+    /// The secrets leases need. Inside an action: as OpenBao has them when
+    /// the action started (their version checked once per action, see
+    /// [`Connector::signing_secrets`]); outside one: checked now.
     pub async fn secrets(&self) -> Result<ConnectorSecrets> {
-        self.openbao()?.secrets().await
+        match ACTION_SECRETS.try_with(Arc::clone) {
+            Ok(memo) => memo.get_or_init(|| self.signing_secrets()).await.clone(),
+            Err(_) => self.signing_secrets().await,
+        }
+    }
+
+    /// The secrets as OpenBao has them now: the secret's version is checked
+    /// (one small request on a kept-alive connection) and the secret read
+    /// again only when it changed, so tokens signed after a rotation of
+    /// `JWT_SECRET` use the new secret.
+    pub async fn signing_secrets(&self) -> Result<ConnectorSecrets> {
+        self.openbao()?.secrets_for_signing().await
     }
 
     /// The database pool, opened on first use.
@@ -150,6 +194,14 @@ impl Connector {
             db.close();
         }
     }
+}
+
+/// Whether a run of `action` with `params` signs lease tokens (the catalog's
+/// `issues_lease`, not for a dry run or with `issue_lease: false`).
+fn signs_tokens(action: &str, params: &Value) -> bool {
+    catalog()["actions"][action]["issues_lease"] == true
+        && params.get("dry_run") != Some(&Value::Bool(true))
+        && params.get("issue_lease") != Some(&Value::Bool(false))
 }
 
 /// The embedded catalog (actions and their JSON Schemas).

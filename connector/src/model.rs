@@ -159,7 +159,7 @@ pub struct WantedMembership {
     pub kind: MembershipKind,
 }
 
-/// Who gets access (contract §1).
+/// Who gets access: a user, a service or the project itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// A GoTrue user.

@@ -1,6 +1,6 @@
 //! Validated names: project slugs, and the schema and role identifiers
-//! derived from them (contract §1, §3). Every identifier that reaches SQL
-//! comes from here and is quoted with [`ident`].
+//! derived from them (`docs/reference.md#objects-in-the-database`). Every
+//! identifier that reaches SQL comes from here and is quoted with [`ident`].
 
 use crate::error::{Error, Result};
 use uuid::Uuid;
@@ -86,7 +86,8 @@ impl AccessClass {
         }
     }
 
-    /// The access class of a platform role (contract §4).
+    /// The access class of a platform role
+    /// (`docs/reference.md#platform-roles-and-access-classes`).
     pub fn of_platform_role(role: &str) -> Result<AccessClass> {
         match role {
             "project_owner" | "maintainer" | "project_maintainer" | "solution_admin" => {
@@ -107,7 +108,7 @@ impl AccessClass {
     }
 }
 
-/// Every platform role the mapping of contract §4 accepts.
+/// Every platform role the mapping accepts.
 pub const PLATFORM_ROLES: [&str; 9] = [
     "project_owner",
     "maintainer",
@@ -120,7 +121,7 @@ pub const PLATFORM_ROLES: [&str; 9] = [
     "solution_viewer",
 ];
 
-/// The names of one project's objects (contract §3.2).
+/// The names of one project's objects (`docs/reference.md#per-project`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectNames {
     pub slug: Slug,

@@ -4,7 +4,13 @@
 
 use crate::error::{Error, Result};
 use serde_json::Value;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// Exit status of `stack.py up` when a program the stack needs is missing
+/// (its last stderr line says which and how to install it).
+const EXIT_MISSING: i32 = 3;
 
 /// Where the stack script lives: `SUPABASE_CONNECTOR_STACK`, else
 /// `tests/stack/stack.py` above the current directory or the executable.
@@ -22,7 +28,7 @@ fn stack_script() -> Result<PathBuf> {
     candidates
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::internal("cannot find tests/stack/stack.py: run the demo from the repository, or set SUPABASE_CONNECTOR_STACK"))
+        .ok_or_else(|| Error::precondition("cannot find tests/stack/stack.py: run this from the repository, or set SUPABASE_CONNECTOR_STACK"))
 }
 
 /// A running stack, stopped on drop unless kept.
@@ -34,22 +40,64 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Start a stack with PostgreSQL `pg` ("15" or "18").
+    /// Start a stack with PostgreSQL `pg` ("15" or "18"). The script's
+    /// progress goes to stderr as it comes; when it fails, its last line
+    /// becomes the error's message (not printed twice). A missing program
+    /// (`bao`, PostgreSQL, `python3`) is `precondition_failed`, its message
+    /// saying how to install it.
     pub fn up(pg: &str) -> Result<Stack> {
         let script = stack_script()?;
-        let out = std::process::Command::new("python3")
+        let mut child = Command::new("python3")
             .arg(&script)
             .args(["up", "--pg", pg])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| Error::internal(format!("cannot run {}: {e}", script.display())))?;
-        if !out.status.success() {
-            return Err(Error::internal(format!(
-                "the stack did not start ({})",
-                out.status
-            )));
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::precondition(
+                    "python3 is not installed: the stack needs it (then run tests/stack/install.sh)",
+                ),
+                _ => Error::internal(format!("cannot run {}: {e}", script.display())),
+            })?;
+        let stderr = child.stderr.take();
+        let forward = std::thread::spawn(move || {
+            let mut last: Option<String> = None;
+            for line in stderr
+                .map(std::io::BufReader::new)
+                .into_iter()
+                .flat_map(|r| r.lines())
+                .map_while(std::result::Result::ok)
+            {
+                if let Some(previous) = last.replace(line) {
+                    eprintln!("{previous}");
+                }
+            }
+            last
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut out) = child.stdout.take() {
+            out.read_to_end(&mut stdout)
+                .map_err(|e| Error::internal(format!("reading the stack's facts: {e}")))?;
         }
-        let info: Value = serde_json::from_slice(&out.stdout)?;
+        let status = child
+            .wait()
+            .map_err(|e| Error::internal(format!("waiting for {}: {e}", script.display())))?;
+        let last = forward.join().ok().flatten();
+        if !status.success() {
+            let said = last
+                .as_deref()
+                .map(|l| l.trim_start_matches("stack: ").to_string())
+                .unwrap_or_else(|| format!("it exited with {status}"));
+            return Err(if status.code() == Some(EXIT_MISSING) {
+                Error::precondition(said)
+            } else {
+                Error::internal(format!("the stack did not start: {said}"))
+            });
+        }
+        if let Some(line) = last {
+            eprintln!("{line}");
+        }
+        let info: Value = serde_json::from_slice(&stdout)?;
         Ok(Stack {
             script,
             info,
@@ -70,7 +118,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = std::process::Command::new("python3")
+            let _ = Command::new("python3")
                 .arg(&self.script)
                 .args(["down", &self.get("dir")])
                 .status();

@@ -8,7 +8,8 @@
 //!
 //! Every property runs 256 cases from a fixed seed (`PROPTEST_CASES` and
 //! `PROPTEST_RNG_SEED` change them).
-//! The reference checkers below are written from the contract's patterns,
+//! The reference checkers below are written from the documented patterns
+//! (`docs/reference.md#types`),
 //! independently of the code under test.
 
 use proptest::prelude::*;
@@ -348,7 +349,7 @@ fn config() -> ProptestConfig {
 proptest! {
     #![proptest_config(config())]
 
-    /// A slug is accepted exactly when it matches the contract's pattern, by
+    /// A slug is accepted exactly when it matches the documented pattern, by
     /// `Slug::parse` and by the catalog of every action that takes one; an
     /// accepted slug gives plain identifiers that fit PostgreSQL's 63 bytes.
     #[test]

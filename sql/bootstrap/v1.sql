@@ -7,23 +7,27 @@
 -- `supabase_connector.runtime_role`; it is never spliced into this text.
 
 -- 1. Preconditions: Supabase's roles and auth helpers exist; on PostgreSQL 16+
---    the runtime role holds ADMIN OPTION on the API roles it must grant.
+--    the runtime role holds ADMIN OPTION on the API roles it must grant. Each
+--    refusal raises SQLSTATE SC412, which the connector reports as the error
+--    code precondition_failed (the server is not set up as required).
 do $$
 declare
   v_runtime text := current_setting('supabase_connector.runtime_role');
   v_role text;
 begin
   if not exists (select 1 from pg_roles where rolname = v_runtime) then
-    raise exception 'runtime role % does not exist', v_runtime;
+    raise exception 'runtime role % does not exist', v_runtime using errcode = 'SC412';
   end if;
   foreach v_role in array array['anon', 'authenticated', 'service_role', 'authenticator'] loop
     if not exists (select 1 from pg_roles where rolname = v_role) then
-      raise exception 'role % does not exist: this database is not shaped like Supabase''s', v_role;
+      raise exception 'role % does not exist: this database is not shaped like Supabase''s', v_role
+        using errcode = 'SC412';
     end if;
   end loop;
   if to_regprocedure('auth.uid()') is null or to_regprocedure('auth.role()') is null
      or to_regprocedure('auth.jwt()') is null or to_regclass('auth.users') is null then
-    raise exception 'auth.users, auth.uid(), auth.role() and auth.jwt() must exist (Supabase''s auth schema)';
+    raise exception 'auth.users, auth.uid(), auth.role() and auth.jwt() must exist (Supabase''s auth schema)'
+      using errcode = 'SC412';
   end if;
   if current_setting('server_version_num')::int >= 160000 then
     foreach v_role in array array['anon', 'authenticated'] loop
@@ -32,7 +36,7 @@ begin
         where m.roleid = v_role::regrole and m.member = v_runtime::regrole and m.admin_option
       ) then
         raise exception 'runtime role % lacks ADMIN OPTION on role %', v_runtime, v_role
-          using hint = format('as a superuser: GRANT %I TO %I WITH ADMIN OPTION (Supabase''s PostgreSQL 16+ images do this)', v_role, v_runtime);
+          using errcode = 'SC412', hint = format('as a superuser: GRANT %I TO %I WITH ADMIN OPTION (Supabase''s PostgreSQL 16+ images do this)', v_role, v_runtime);
       end if;
     end loop;
   end if;

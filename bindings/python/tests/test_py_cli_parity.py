@@ -12,7 +12,7 @@ Two ways to compare:
   field still fails.
 
 Errors are compared the same way, as `{"code", "message", "details"}` plus
-the CLI's exit status against the Python exception class (contract §8).
+the CLI's exit status against the Python exception class (docs/reference.md#errors).
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from supabase_connector import (
     InvalidParams,
     MigrationFailed,
     NotFound,
+    PreconditionFailed,
     SecretsUnavailable,
     SupabaseExecutor,
 )
 
-#: Contract §8: exit status and exception class per code.
+#: Exit status and exception class per code (docs/reference.md#errors).
 EXIT = {
     "internal": (1, ConnectorError),
     "invalid_params": (2, InvalidParams),
@@ -48,6 +49,7 @@ EXIT = {
     "secrets_unavailable": (6, SecretsUnavailable),
     "database_unavailable": (7, DatabaseUnavailable),
     "migration_failed": (8, MigrationFailed),
+    "precondition_failed": (9, PreconditionFailed),
 }
 
 U1 = "00000000-0000-4000-8000-0000000000a1"

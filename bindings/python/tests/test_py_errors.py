@@ -1,4 +1,4 @@
-"""Errors through Python: each code of contract §8 raises its class with
+"""Errors through Python: each error code raises its class with
 `code`, `message` and `details`; what Python hands over that is not the
 right type raises `InvalidParams` or `TypeError`, never a panic, and the
 executor keeps working afterwards."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pickle
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple, Type
 
 import pytest
@@ -21,8 +22,10 @@ from supabase_connector import (
     InvalidParams,
     MigrationFailed,
     NotFound,
+    PreconditionFailed,
     SecretsUnavailable,
     SupabaseExecutor,
+    _BY_CODE,
     _error,
     _native,
     create_executor,
@@ -36,13 +39,14 @@ CLASSES: List[Tuple[str, Type[ConnectorError]]] = [
     ("secrets_unavailable", SecretsUnavailable),
     ("database_unavailable", DatabaseUnavailable),
     ("migration_failed", MigrationFailed),
+    ("precondition_failed", PreconditionFailed),
 ]
 
 SERVICE = {"type": "service", "id": "project"}
 
 
 def raised(cls: Type[ConnectorError], call: Callable[[], Any]) -> ConnectorError:
-    """The exception `call` raises: exactly `cls`, with the fields of §8."""
+    """The exception `call` raises: exactly `cls`, with code, message and details."""
     with pytest.raises(ConnectorError) as info_:
         call()
     err = info_.value
@@ -115,6 +119,15 @@ def test_database_unavailable(stack: Any) -> None:
     assert password not in repr(err) and password not in str(err.details)
 
 
+def test_precondition_failed(stack: Any) -> None:
+    """A database the connector was never bootstrapped in: the server is not
+    set up as required, which is neither a conflict nor an internal error."""
+    url = str(info(stack, "runtime_url_nopw")).rsplit("/", 1)[0] + "/template1"
+    with create_executor(connector_config(stack, database={"url": url})) as ex:
+        err = raised(PreconditionFailed, lambda: ex.execute("describe_database_project", {"project": "acme"}))
+    assert "bootstrap" in err.message
+
+
 def test_closed_executor(stack: Any) -> None:
     ex = create_executor(connector_config(stack))
     assert ex.execute("reap_expired_leases", {"dry_run": True})["dry_run"] is True
@@ -124,6 +137,18 @@ def test_closed_executor(stack: Any) -> None:
     assert ex.closed and repr(ex) == "SupabaseExecutor(closed=True)"
     raised(DatabaseUnavailable, lambda: ex.execute("reap_expired_leases", {}))
     ex.close()  # twice is fine
+
+
+def test_the_reference_names_each_exception() -> None:
+    """docs/reference.md#errors: one row per code, with its Python class."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "reference.md").read_text()
+    table = doc[doc.index("\n## Errors\n") :].split("\n\n|", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in ("|" + table).splitlines()[2:]:
+        cells = [c.strip() for c in line.split("|")]
+        rows[cells[1].strip("`")] = cells[3].split("`")[1]
+    assert rows == {code: _BY_CODE.get(code, ConnectorError).__name__ for code in rows}
+    assert set(rows) == set(_BY_CODE) | {"internal"}
 
 
 def test_internal_and_unknown_codes_are_the_base_class() -> None:

@@ -3,7 +3,7 @@ exceptions, and the log records the connector hands to `logging` (captured
 at DEBUG while actions that mint passwords and tokens run, and while
 actions fail with a password or token in the configuration).
 
-Results themselves are plain dicts (contract §9) that carry the lease's
+Results themselves are plain dicts that carry the lease's
 credentials by design; there is no wrapper object whose repr could mask them.
 Also here: the records are real (one per action, on the calling thread,
 with the caller's context variables from `execute_async`)."""

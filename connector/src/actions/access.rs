@@ -162,10 +162,6 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         None
     };
     let db = c.db().await?;
-    let secrets = match issue_lease && !dry_run(p) {
-        true => Some(c.secrets().await?),
-        false => None,
-    };
     let conn = db.conn().await?;
     conn.begin(Lock::Project(&names.schema)).await?;
     let slug = names.slug.as_str();
@@ -211,10 +207,12 @@ pub async fn upsert_direct(c: &Connector, p: &Value) -> Result<Value> {
         });
         let mut lease_id = None;
         let mut statements = Vec::new();
-        if let (Some(ttl), Some(secrets)) = (ttl, &secrets) {
+        if let Some(ttl) = ttl {
             let planned = plan_issue_in_tx(c, &conn, &names, &principal, ttl, database).await?;
+            // the action's check of the secrets ran alongside the work above
+            let secrets = c.secrets().await?;
             lease_id = Some(planned.lease_id);
-            out["lease"] = planned.to_json(secrets, &c.config, &db.server, true);
+            out["lease"] = planned.to_json(&secrets, &c.config, &db.server, true);
             statements = planned.statements;
         }
         statements.push(

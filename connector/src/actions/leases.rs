@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// A principal's effective access on a project: the highest of its direct
-/// grant and its teams' grants (contract §4), with the platform role that gives it.
+/// grant and its teams' grants, with the platform role that gives it.
 pub(crate) async fn effective_access(
     conn: &Conn,
     names: &ProjectNames,
@@ -115,7 +115,6 @@ pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
     )?;
     let database = p.get("database").and_then(Value::as_bool).unwrap_or(true);
     let db = c.db().await?;
-    let secrets = c.secrets().await?;
     let conn = db.conn().await?;
     if dry_run(p) {
         let (_, access) = effective_access(&conn, &names, &principal).await?;
@@ -125,6 +124,9 @@ pub async fn issue(c: &Connector, p: &Value) -> Result<Value> {
     conn.begin(Lock::ProjectShared(&names.schema)).await?;
     let body = async {
         let planned = plan_issue_in_tx(c, &conn, &names, &principal, ttl, database).await?;
+        // Awaited only now: the action's check of the secrets in OpenBao ran
+        // alongside the database work (an unreachable OpenBao rolls it back).
+        let secrets = c.secrets().await?;
         let out = json!({"lease": planned.to_json(&secrets, &c.config, &db.server, true)});
         let mut statements = planned.statements.clone();
         statements.push(
@@ -158,7 +160,6 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         "/ttl_seconds",
     )?;
     let db = c.db().await?;
-    let secrets = c.secrets().await?;
     let conn = db.conn().await?;
     conn.begin(Lock::None).await?;
     let body = async {
@@ -207,6 +208,8 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         let pool: String = row.get(10);
         let api_url = lease::api_url(&c.config, &names, &isolation, &pool);
         let login_role = lease_login_role(lease_id);
+        // the action's check of the secrets ran alongside the query above
+        let secrets = c.secrets().await?;
         let lease = lease_json(&LeaseView {
             lease_id,
             names: &names,

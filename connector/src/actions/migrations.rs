@@ -101,6 +101,10 @@ async fn pending(
     Ok((todo, skipped))
 }
 
+/// Apply the pending migrations. The result has one shape whatever
+/// happened: `applied` (by this call), `skipped` (applied before), `pending`
+/// (what a run would apply: empty after a run, the list with `dry_run`) and
+/// `dry_run`.
 pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
     let names = project_names(p)?;
     let files = parse(p)?;
@@ -164,7 +168,7 @@ pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
         .await?;
 
         let (applied, failure) = outcome?;
-        let mut out = json!({"project": slug, "applied": applied, "skipped": skipped});
+        let mut out = json!({"project": slug, "applied": applied, "skipped": skipped, "pending": [], "dry_run": false});
         let failed = failure.is_some();
         if let Some(f) = &failure {
             out["failed"] = f.details.clone();

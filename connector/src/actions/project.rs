@@ -9,7 +9,6 @@ use crate::lease::{self, LeaseRequest};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{pool_authenticator, AccessClass, ProjectNames, CENTRAL_POOL, POOL_ANON_ROLE};
 use crate::plan::{diff_project, render, render_all, Change, PlanContext};
-use crate::secrets::ConnectorSecrets;
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -73,11 +72,6 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
     let req = UpsertRequest::from_params(c, p)?;
     let names = &req.names;
     let db = c.db().await?;
-    // Secrets first: an unreachable OpenBao must fail before anything changes.
-    let secrets = match (req.lease_ttl.is_some(), dry_run(p)) {
-        (true, false) => Some(c.secrets().await?),
-        _ => None,
-    };
     let ctx = PlanContext {
         server: &db.server,
         exposure: &c.config.exposure,
@@ -121,16 +115,7 @@ pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
         let state = project_state(&conn, &db.server, names, requested_pool).await?;
         let (desired, changes) = plan_upsert(&conn, c, &ctx, p, &state, true).await?;
         apply_upsert(
-            c,
-            &conn,
-            &db.server,
-            &ctx,
-            p,
-            &req,
-            &state,
-            &desired,
-            &changes,
-            secrets.as_ref(),
+            c, &conn, &db.server, &ctx, p, &req, &state, &desired, &changes,
         )
         .await
     };
@@ -208,7 +193,6 @@ async fn apply_upsert(
     state: &ProjectState,
     desired: &DesiredProject,
     changes: &[Change],
-    secrets: Option<&ConnectorSecrets>,
 ) -> Result<Value> {
     let names = &req.names;
     if desired.tenant_code == "deny"
@@ -261,7 +245,10 @@ async fn apply_upsert(
         statements.len() as u32,
     );
     let mut lease_id = None;
-    if let (Some(ttl), Some(secrets)) = (req.lease_ttl, secrets) {
+    if let Some(ttl) = req.lease_ttl {
+        // the action's check of the secrets ran alongside the work above;
+        // an unreachable OpenBao rolls everything back
+        let secrets = c.secrets().await?;
         let request = LeaseRequest {
             names: names.clone(),
             principal: Principal::Project,
@@ -274,7 +261,7 @@ async fn apply_upsert(
         let planned = lease::plan_issue(request, chrono::Utc::now());
         statements.extend(planned.statements.iter().cloned());
         lease_id = Some(planned.lease_id);
-        out["lease"] = planned.to_json(secrets, &c.config, server, true);
+        out["lease"] = planned.to_json(&secrets, &c.config, server, true);
     }
     if revoked_leases > 0 {
         out["revoked_leases"] = json!(revoked_leases);
@@ -331,7 +318,7 @@ fn summary(
 pub const AUTHENTICATOR_PASSWORD_KEY: &str = "AUTHENTICATOR_PASSWORD";
 
 /// Where an isolated project's API login password lives, under the
-/// connector's OpenBao path.
+/// connector's OpenBao path (`docs/reference.md#secrets-in-openbao`).
 pub fn authenticator_secret_path(names: &ProjectNames) -> String {
     format!("projects/{}", names.slug.as_str())
 }

@@ -637,6 +637,20 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         && global
             .iter()
             .all(|f| f["severity"] != "error" || f["repaired"] == true);
+    // Every finding of the call at the top level, each naming its project
+    // (null for what concerns the whole database); `projects[]` keeps them
+    // per project.
+    let mut findings = Vec::new();
+    for r in &mut results {
+        let project = r["project"].clone();
+        for f in r["findings"].as_array_mut().into_iter().flatten() {
+            f["project"] = project.clone();
+            findings.push(f.clone());
+        }
+    }
+    for f in &global {
+        findings.push(f.clone());
+    }
     if !repair {
         audit(
             &conn,
@@ -652,7 +666,7 @@ pub async fn verify(c: &Connector, p: &Value) -> Result<Value> {
         )
         .await?;
     }
-    Ok(json!({"projects": results, "findings": global, "clean": clean}))
+    Ok(json!({"projects": results, "findings": findings, "clean": clean}))
 }
 
 /// Findings about the API pools (`central` and the registered ones): each

@@ -1,7 +1,7 @@
 //! `supabase-connector`: the command line over the library. Thin: every
 //! command maps to one library call; results go to stdout as JSON, errors
 //! to stderr as `{"error": {"code", "message", "details"}}` with the exit
-//! codes of contract §8.
+//! codes of `docs/reference.md#errors`.
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -15,10 +15,10 @@ use supabase_connector::{Config, Connector, Error};
     version,
     about = "Share one self-hosted Supabase between many projects: a schema, roles, RLS and PostgREST exposure per project, and short-lived leases minted from OpenBao secrets.",
     long_about = None,
-    after_help = "Configuration comes from --config (JSON) with environment fallbacks: SUPABASE_CONNECTOR_DATABASE_URL, BAO_ADDR/VAULT_ADDR, BAO_TOKEN/VAULT_TOKEN, SUPABASE_CONNECTOR_API_URL.\n\nFirst time: `supabase-connector bootstrap --database-url postgresql://supabase_admin@…` (as a superuser), then `supabase-connector run upsert_database_project_access --params '{\"project\": \"acme\"}'`.\nTry it all locally: `supabase-connector demo`."
+    after_help = "Configuration comes from --config (JSON) with environment fallbacks: SUPABASE_CONNECTOR_DATABASE_URL, BAO_ADDR/VAULT_ADDR, BAO_TOKEN/VAULT_TOKEN, SUPABASE_CONNECTOR_API_URL.\n\nFirst time: `supabase-connector bootstrap --database-url postgresql://supabase_admin@…` (as a superuser), then `supabase-connector run upsert_database_project_access --params '{\"project\": \"acme\"}'`.\nTry it all locally: `supabase-connector demo`.\nReference (configuration, error codes and exit statuses, every action's parameters and result): docs/reference.md."
 )]
 struct Cli {
-    /// JSON configuration file (contract §7); unset keys fall back to the environment.
+    /// JSON configuration file (keys: docs/reference.md#configuration); unset keys fall back to the environment.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Output format; JSON when stdout is not a terminal.
@@ -315,12 +315,12 @@ fn main() {
         return;
     }
     init_logging(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(run(&cli));
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(run(&cli)));
     let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() {
         Output::Table
     } else {

@@ -181,7 +181,7 @@ impl PlannedLease {
         self.password.as_ref()
     }
 
-    /// The lease JSON (docs/leases.md), with its secrets.
+    /// The lease JSON (`docs/reference.md#the-lease`), with its secrets.
     pub fn to_json(
         &self,
         secrets: &ConnectorSecrets,

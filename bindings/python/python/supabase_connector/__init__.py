@@ -11,7 +11,7 @@ A host platform's ``executor_factory`` creates one executor and calls
 
 The Rust core does all the work, parameter validation included; this module
 converts values to and from JSON and error codes to exception classes
-(contract §8). Calls release the GIL while the connector waits on
+(docs/reference.md#errors). Calls release the GIL while the connector waits on
 PostgreSQL and OpenBao.
 
 Log records: the connector's events go to the ``logging`` loggers
@@ -33,20 +33,24 @@ import logging
 import threading
 import uuid
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypedDict
 
 from . import _native
 
 __all__ = [
     "ACTIONS",
     "ASYNC_THREADS",
+    "AppliedMigration",
     "Conflict",
     "ConnectorError",
     "DatabaseUnavailable",
     "Forbidden",
     "InvalidParams",
     "MigrationFailed",
+    "MigrationRef",
+    "MigrationsResult",
     "NotFound",
+    "PreconditionFailed",
     "SecretsUnavailable",
     "SupabaseExecutor",
     "__version__",
@@ -66,8 +70,8 @@ ACTIONS: List[str] = list(_native.action_names())
 
 class ConnectorError(Exception):
     """Base of every connector error: ``code``, ``message`` and ``details``
-    as in contract §8. Raised as is for ``internal`` (and any code this
-    version does not know)."""
+    (docs/reference.md#errors). Raised as is for ``internal`` (and any code
+    this version does not know)."""
 
     code: str = "internal"
 
@@ -126,14 +130,32 @@ class MigrationFailed(ConnectorError):
     code = "migration_failed"
 
 
+class PreconditionFailed(ConnectorError):
+    """The server is not set up as the connector requires: the registry is
+    missing or of another version (run ``supabase-connector bootstrap``), or
+    bootstrap's checks refused (not a superuser, a Supabase role or the
+    ``auth`` schema missing, no ADMIN OPTION on ``anon``/``authenticated``)."""
+
+    code = "precondition_failed"
+
+
 _BY_CODE: Dict[str, Type[ConnectorError]] = {
     cls.code: cls
-    for cls in (InvalidParams, NotFound, Conflict, Forbidden, SecretsUnavailable, DatabaseUnavailable, MigrationFailed)
+    for cls in (
+        InvalidParams,
+        NotFound,
+        Conflict,
+        Forbidden,
+        SecretsUnavailable,
+        DatabaseUnavailable,
+        MigrationFailed,
+        PreconditionFailed,
+    )
 }
 
 
 def _error(err: _native.NativeError) -> ConnectorError:
-    """The exception of contract §8 for a native error."""
+    """The exception class of a native error's code."""
     code, message, details = err.args
     cls = _BY_CODE.get(code, ConnectorError)
     exc = cls(message, json.loads(details))
@@ -163,6 +185,32 @@ def _to_json(value: Any, what: str) -> str:
             f"{what}: not JSON: {err}",
             {"violations": [{"path": "/", "message": f"not JSON: {err}"}]},
         ) from None
+
+
+class MigrationRef(TypedDict):
+    """One migration file, by version and name."""
+
+    version: str
+    name: str
+
+
+class AppliedMigration(MigrationRef):
+    """A migration this call applied, with the SHA-256 (hex) of its SQL."""
+
+    checksum: str
+
+
+class MigrationsResult(TypedDict):
+    """What ``apply_database_migrations`` returns, with or without
+    ``dry_run``: ``applied`` by this call, ``skipped`` (applied before),
+    ``pending`` (what a run would apply: empty after a run) and ``dry_run``.
+    ``execute`` returns a plain dict; ``typing.cast`` it to this type."""
+
+    project: str
+    applied: List[AppliedMigration]
+    skipped: List[MigrationRef]
+    pending: List[MigrationRef]
+    dry_run: bool
 
 
 def catalog() -> Dict[str, Any]:
@@ -274,6 +322,7 @@ class SupabaseExecutor:
 
 
 def create_executor(config: Optional[Mapping[str, Any]] = None) -> SupabaseExecutor:
-    """An executor for ``config`` (contract §7: a dict; every key falls back
-    to the environment), or the environment alone when None."""
+    """An executor for ``config`` (a dict of the keys in
+    docs/reference.md#configuration; every key falls back to the
+    environment), or the environment alone when None."""
     return SupabaseExecutor(config)
