@@ -546,10 +546,11 @@ mod tests {
             keys::<ApiConfig>("api."),
             keys::<LeaseConfig>("lease."),
             keys::<ExposureConfig>("exposure."),
+            keys::<Limits>("limits."),
         ]
         .concat();
         actual.retain(|k| k != "openbao.approle");
-        assert_eq!(keys::<Config>("").len(), 5, "a new config section");
+        assert_eq!(keys::<Config>("").len(), 6, "a new config section");
         let mut listed: Vec<String> = documented.iter().map(|(k, _)| k.clone()).collect();
         listed.sort();
         actual.sort();

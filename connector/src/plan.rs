@@ -769,6 +769,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::names::{ProjectNames, Slug};
+    use serde_json::json;
 
     fn server(version_num: i32) -> ServerInfo {
         ServerInfo {
@@ -781,75 +782,110 @@ mod tests {
     }
 
     fn empty_state() -> ProjectState {
-        serde_json::from_value(serde_json::json!({
+        serde_json::from_value(json!({
             "registry": null, "schema_taken_by": null, "roles": [], "memberships": [],
-            "runtime_inherits_owner": false, "runtime_can_set_owner": false, "schema": null,
-            "default_acl": [], "functions_public_revoked": false, "tables_without_rls": [],
-            "views_without_invoker": [], "missing_grants": [], "matviews_with_class_grants": [],
-            "listed": false, "exposure_settings": null, "active_leases": 0
+            "settings": [], "schema": null, "default_acl": [], "functions_public_revoked": false,
+            "tables_without_rls": [], "views_without_invoker": [], "missing_grants": [],
+            "matviews_with_class_grants": [], "listed": false, "pre_request_set": false,
+            "pool": null, "exposure_settings": null, "active_leases": 0
         }))
         .unwrap()
     }
 
-    fn desired() -> DesiredProject {
+    fn desired(params: serde_json::Value) -> DesiredProject {
         let names = ProjectNames::new(&Slug::parse("acme").unwrap());
-        DesiredProject::from_params(names, &serde_json::json!({}), None, &Config::default())
+        DesiredProject::from_params(names, &params, None, &Config::default()).unwrap()
     }
 
-    fn sql_for(version: i32) -> Vec<String> {
-        let config = Config::default();
-        let server = server(version);
+    fn plan(state: &ProjectState, desired: &DesiredProject, config: &Config) -> Vec<Change> {
+        let server = server(150018);
         let ctx = PlanContext {
             server: &server,
             exposure: &config.exposure,
+            pools: &config.api.pools,
         };
-        let changes = diff_project(&empty_state(), &desired(), &ctx).unwrap();
-        render_all(&changes, &ctx)
-            .into_iter()
-            .map(|s| s.sql)
-            .collect()
+        diff_project(state, desired, &ctx).unwrap()
+    }
+
+    fn position(changes: &[Change], wanted: impl Fn(&Change) -> bool) -> usize {
+        changes
+            .iter()
+            .position(wanted)
+            .unwrap_or_else(|| panic!("missing in {changes:#?}"))
     }
 
     #[test]
     fn cold_plan_creates_everything_in_order() {
-        let sql = sql_for(150018);
-        let pos = |needle: &str| {
-            sql.iter()
-                .position(|s| s.contains(needle))
-                .unwrap_or_else(|| panic!("{needle} missing in {sql:#?}"))
-        };
-        assert!(
-            pos("CREATE ROLE \"proj_acme_owner\"")
-                < pos("CREATE SCHEMA \"proj_acme\" AUTHORIZATION \"proj_acme_owner\"")
+        let config = Config::default();
+        let changes = plan(&empty_state(), &desired(json!({})), &config);
+        // the registry row first: the role functions check names against it
+        assert!(matches!(changes[0], Change::RecordProject { .. }));
+        let create_owner = position(
+            &changes,
+            |c| matches!(c, Change::CreateRole { role } if role == "proj_acme_owner"),
         );
-        assert!(pos("GRANT \"proj_acme_owner\" TO \"postgres\"") < pos("CREATE SCHEMA"));
+        let borrow = position(&changes, |c| matches!(c, Change::BorrowOwner { .. }));
+        let schema = position(&changes, |c| matches!(c, Change::CreateSchema { .. }));
+        let exposure = position(
+            &changes,
+            |c| matches!(c, Change::ApplyExposure { pools } if pools == &["central"]),
+        );
+        assert!(create_owner < borrow && borrow < schema && schema < exposure);
         // the owner is borrowed for the plan, not kept
-        assert_eq!(
-            sql.last().unwrap(),
-            "REVOKE \"proj_acme_owner\" FROM \"postgres\""
+        assert!(matches!(changes.last(), Some(Change::ReturnOwner { .. })));
+        // the central API's login role holds the class roles, without their privileges
+        for class in ["service_role", "authenticated", "anon"] {
+            let role = format!("proj_acme_{class}");
+            position(
+                &changes,
+                |c| matches!(c, Change::GrantRole { role: r, member } if *r == role && member == "authenticator"),
+            );
+        }
+        // Supabase's default statement timeouts on the class roles
+        position(
+            &changes,
+            |c| matches!(c, Change::SetRoleSetting { role, value: Some(v), .. } if role == "proj_acme_anon" && v == "3000"),
         );
-        assert!(pos("CREATE SCHEMA") < pos("apply_exposure"));
-        assert!(pos("insert into supabase_connector.projects") < pos("apply_exposure"));
-        assert!(sql.iter().any(|s| s == "ALTER DEFAULT PRIVILEGES FOR ROLE \"proj_acme_owner\" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"));
-        // PostgreSQL 15 has no per-grant options
-        assert!(!sql.iter().any(|s| s.contains("WITH INHERIT")));
+        assert!(changes.iter().any(|c| matches!(c, Change::DefaultPrivileges { schema: None, grant: false, grantee, .. } if grantee == "PUBLIC")));
     }
 
     #[test]
-    fn pg16_grants_carry_inherit_and_set() {
-        let sql = sql_for(180006);
-        assert!(sql.contains(
-            &"GRANT \"proj_acme_owner\" TO \"postgres\" WITH INHERIT TRUE, SET TRUE".to_string()
-        ));
-        assert!(sql.contains(
-            &"GRANT \"authenticated\" TO \"proj_acme_authenticated\" WITH INHERIT TRUE".to_string()
-        ));
+    fn role_changes_are_role_function_calls() {
+        let config = Config::default();
+        let server = server(180006);
+        let ctx = PlanContext {
+            server: &server,
+            exposure: &config.exposure,
+            pools: &config.api.pools,
+        };
+        let changes = diff_project(&empty_state(), &desired(json!({})), &ctx).unwrap();
+        for statement in render_all(&changes, &ctx) {
+            let sql = statement.sql.to_uppercase();
+            assert!(
+                !(sql.starts_with("CREATE ROLE")
+                    || sql.starts_with("ALTER ROLE")
+                    || sql.starts_with("DROP ROLE")
+                    || sql.starts_with("GRANT \"")
+                    || sql.starts_with("REVOKE \"")),
+                "a role statement outside the role functions: {}",
+                statement.sql
+            );
+        }
+    }
+
+    #[test]
+    fn unexposed_project_has_no_api_login_role() {
+        let config = Config::default();
+        let changes = plan(&empty_state(), &desired(json!({"expose": false})), &config);
+        assert!(!changes
+            .iter()
+            .any(|c| matches!(c, Change::GrantRole { member, .. } if member == "authenticator")));
     }
 
     #[test]
     fn foreign_objects_are_a_conflict() {
         let mut state = empty_state();
-        state.roles = vec![serde_json::from_value(serde_json::json!({
+        state.roles = vec![serde_json::from_value(json!({
             "name": "proj_acme_owner", "login": false, "inherit": true, "superuser": false,
             "createrole": false, "createdb": false, "replication": false, "bypassrls": false
         }))
@@ -859,9 +895,85 @@ mod tests {
         let ctx = PlanContext {
             server: &server,
             exposure: &config.exposure,
+            pools: &config.api.pools,
         };
-        let err = diff_project(&state, &desired(), &ctx).unwrap_err();
+        let err = diff_project(&state, &desired(json!({})), &ctx).unwrap_err();
         assert_eq!(err.code.as_str(), "conflict");
+    }
+
+    #[test]
+    fn a_pooled_project_sets_its_pool_up_first() {
+        let config = Config::from_json(Some(
+            json!({"api": {"pools": [{"name": "p1", "max_projects": 5}]}}),
+        ))
+        .unwrap();
+        let mut state = empty_state();
+        state.pool = Some(PoolState {
+            name: "p1".into(),
+            registry: None,
+            role: None,
+            statement_timeout: None,
+            anon_member: false,
+        });
+        let changes = plan(&state, &desired(json!({"pool": "p1"})), &config);
+        let record_pool = position(
+            &changes,
+            |c| matches!(c, Change::RecordPool { name, max_projects: 5, .. } if name == "p1"),
+        );
+        let login = position(
+            &changes,
+            |c| matches!(c, Change::CreateRole { role } if role == "supabase_connector_pool_p1"),
+        );
+        let record = position(
+            &changes,
+            |c| matches!(c, Change::RecordProject { pool, .. } if pool == "p1"),
+        );
+        let grant = position(
+            &changes,
+            |c| matches!(c, Change::GrantRole { role, member } if member == "supabase_connector_pool_p1" && role.starts_with("proj_acme_")),
+        );
+        assert!(record_pool < login && login < record && record < grant);
+        position(
+            &changes,
+            |c| matches!(c, Change::GrantRole { role, .. } if role == POOL_ANON_ROLE),
+        );
+        position(
+            &changes,
+            |c| matches!(c, Change::ApplyExposure { pools } if pools == &["p1"]),
+        );
+        assert!(!changes
+            .iter()
+            .any(|c| matches!(c, Change::GrantRole { member, .. } if member == "authenticator")));
+    }
+
+    #[test]
+    fn moving_recomputes_both_lists() {
+        let config = Config::from_json(Some(
+            json!({"api": {"pools": [{"name": "p1"}, {"name": "p2"}]}}),
+        ))
+        .unwrap();
+        let mut state = empty_state();
+        state.registry = Some(crate::inspect::ProjectRow {
+            state: "active".into(),
+            exposed: true,
+            isolation: "shared".into(),
+            tenant_code: "allow".into(),
+            limits: json!({}),
+            pool: "p1".into(),
+        });
+        state.pool = Some(PoolState {
+            name: "p2".into(),
+            registry: None,
+            role: None,
+            statement_timeout: None,
+            anon_member: false,
+        });
+        // roles and schema of a registered project exist: not a takeover
+        let changes = plan(&state, &desired(json!({"pool": "p2"})), &config);
+        position(
+            &changes,
+            |c| matches!(c, Change::ApplyExposure { pools } if pools == &["p1", "p2"]),
+        );
     }
 
     #[test]
@@ -875,16 +987,19 @@ mod tests {
         let create = Change::CreateRole {
             role: "proj_acme_owner".into(),
         };
+        let exposure = Change::ApplyExposure {
+            pools: vec!["central".into()],
+        };
         // nothing acts on the owner's objects: nothing borrowed
-        let mut changes = vec![create.clone(), Change::ApplyExposure];
+        let mut changes = vec![create.clone(), exposure.clone()];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);
         assert_eq!(changes.len(), 2);
-        // the runtime role already holds it: nothing borrowed
-        let mut changes = vec![create.clone(), grant_on.clone()];
+        // a membership kept by an earlier version is given up
+        let mut changes = vec![create.clone(), exposure.clone()];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", true);
-        assert_eq!(changes.len(), 2);
+        assert!(matches!(changes.last(), Some(Change::ReturnOwner { .. })));
         // borrowed after the role exists, given back at the end
-        let mut changes = vec![create.clone(), grant_on.clone(), Change::ApplyExposure];
+        let mut changes = vec![create.clone(), grant_on.clone(), exposure];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);
         assert!(matches!(changes[1], Change::BorrowOwner { .. }));
         assert!(matches!(changes.last(), Some(Change::ReturnOwner { .. })));
@@ -892,24 +1007,43 @@ mod tests {
     }
 
     #[test]
-    fn a_cold_plan_borrows_once() {
-        let config = Config::default();
-        let server = server(150018);
-        let ctx = PlanContext {
-            server: &server,
-            exposure: &config.exposure,
+    fn membership_options_fit_per_version() {
+        let grant = |inherit: Option<bool>, set: Option<bool>| Membership {
+            role: "r".into(),
+            member: "m".into(),
+            admin: false,
+            inherit,
+            set,
+            grantor: None,
         };
-        let cold = diff_project(&empty_state(), &desired(), &ctx).unwrap();
-        let borrows = cold
-            .iter()
-            .filter(|c| matches!(c, Change::BorrowOwner { .. }))
-            .count();
-        assert_eq!(borrows, 1);
-        let returns = cold
-            .iter()
-            .filter(|c| matches!(c, Change::ReturnOwner { .. }))
-            .count();
-        assert_eq!(returns, 1);
+        // PostgreSQL 15 records no options: any grant fits
+        for kind in [
+            MembershipKind::Inherit,
+            MembershipKind::InheritOnly,
+            MembershipKind::Set,
+        ] {
+            assert!(membership_fits(&grant(None, None), kind));
+        }
+        assert!(membership_fits(
+            &grant(Some(true), Some(true)),
+            MembershipKind::Inherit
+        ));
+        assert!(!membership_fits(
+            &grant(Some(true), Some(true)),
+            MembershipKind::InheritOnly
+        ));
+        assert!(membership_fits(
+            &grant(Some(true), Some(false)),
+            MembershipKind::InheritOnly
+        ));
+        assert!(membership_fits(
+            &grant(Some(false), Some(true)),
+            MembershipKind::Set
+        ));
+        assert!(!membership_fits(
+            &grant(Some(false), Some(false)),
+            MembershipKind::Set
+        ));
     }
 
     #[test]

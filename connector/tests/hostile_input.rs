@@ -22,7 +22,7 @@ use supabase_connector::config::{Config, ExposureConfig, Secret};
 use supabase_connector::db::ServerInfo;
 use supabase_connector::lease::{jwt, password_statement};
 use supabase_connector::model::Principal;
-use supabase_connector::names::{ident, literal, LeaseRoles, ProjectNames, Slug};
+use supabase_connector::names::{ident, lease_login_role, literal, ProjectNames, Slug};
 use supabase_connector::plan::{is_plain_identifier, render, Change, PlanContext};
 use supabase_connector::sqlscan;
 use supabase_connector::ErrorCode;
@@ -525,48 +525,55 @@ proptest! {
         }
     }
 
-    /// Every DDL the plan renders from a name quotes it: whatever the name,
-    /// the statement is one statement (the names are validated before they
-    /// get here; this is the second wall).
+    /// Every statement the plan renders from a name keeps it inside an
+    /// identifier or a bind parameter: DDL quotes it and stays one
+    /// statement; role function calls carry it as a parameter only (their
+    /// SQL text does not depend on the name).
     #[test]
     fn rendered_ddl_stays_one_statement(a in hostile(), b in hostile()) {
         prop_assume!(!a.contains('\0') && !b.contains('\0'));
         let server = server();
         let exposure = ExposureConfig::default();
-        let ctx = PlanContext { server: &server, exposure: &exposure };
-        let changes = vec![
+        let ctx = PlanContext { server: &server, exposure: &exposure, pools: &[] };
+        let changes = |a: &String, b: &String| vec![
             Change::CreateRole { role: a.clone() },
             Change::AlterRole { role: a.clone(), attributes: vec!["NOLOGIN".into()] },
-            Change::GrantRole { role: a.clone(), member: b.clone(), set: true },
+            Change::SetRoleSetting { role: a.clone(), name: "statement_timeout".into(), value: Some(b.clone()) },
+            Change::GrantRole { role: a.clone(), member: b.clone() },
             Change::RevokeRole { role: a.clone(), member: b.clone() },
+            Change::DropRole { role: b.clone() },
+            Change::DropProject { slug: a.clone() },
+            Change::BorrowOwner { owner: a.clone(), runtime: b.clone() },
             Change::CreateSchema { schema: a.clone(), owner: b.clone() },
             Change::AlterSchemaOwner { schema: a.clone(), owner: b.clone() },
             Change::GrantSchemaUsage { schema: a.clone(), role: b.clone() },
             Change::RevokeSchema { schema: a.clone(), grantee: b.clone() },
             Change::DefaultPrivileges { owner: a.clone(), schema: Some(b.clone()), grant: true,
                 privileges: "SELECT".into(), objects: "TABLES".into(), grantee: b.clone() },
-            Change::DropSchema { schema: a.clone() },
-            Change::DropRoles { roles: vec![a.clone(), b.clone()] },
-            Change::CreateLoginRole { role: a.clone() },
-            Change::GrantToLoginRole { role: a.clone(), member: b.clone() },
-            Change::DropRole { role: b.clone() },
         ];
-        for change in &changes {
-            for st in render(change, &ctx) {
+        let plain = changes(&"x".to_string(), &"y".to_string());
+        for (change, reference) in changes(&a, &b).iter().zip(&plain) {
+            for (st, st_ref) in render(change, &ctx).into_iter().zip(render(reference, &ctx)) {
                 let scanned = sqlscan::statements(&st.sql);
                 prop_assert_eq!(scanned.len(), 1, "{:?}", st.sql);
-                prop_assert!(st.sql.contains(&ident(&a)) || st.sql.contains(&ident(&b)), "{}", st.sql);
+                if st.params.is_empty() {
+                    prop_assert!(st.sql.contains(&ident(&a)) || st.sql.contains(&ident(&b)), "{}", st.sql);
+                } else {
+                    prop_assert_eq!(&st.sql, &st_ref.sql, "a name reached the SQL text");
+                }
             }
         }
     }
 
-    /// A password statement carries a SCRAM verifier, never the password.
+    /// A password statement carries a SCRAM verifier as a secret parameter,
+    /// never the password, and never shows it.
     #[test]
     fn password_statements_hide_the_password(role in hostile(), password in "[A-Za-z0-9+/=_-]{16,64}") {
         prop_assume!(!role.contains('\0'));
         let st = password_statement(&role, &Secret::new(password.clone()));
-        prop_assert!(!st.sql.contains(&password));
-        prop_assert!(st.sql.contains("'SCRAM-SHA-256$"), "{}", st.sql);
+        prop_assert_eq!(st.sql.as_str(), "select supabase_connector.role_password($1, $2)");
+        let shown = format!("{} {:?}", st.display(), st);
+        prop_assert!(!shown.contains(&password) && !shown.contains("SCRAM-SHA-256$"), "{}", shown);
         prop_assert_eq!(sqlscan::statements(&st.sql).len(), 1);
     }
 
@@ -623,8 +630,8 @@ proptest! {
     /// Lease role names are plain identifiers for every lease id.
     #[test]
     fn lease_roles(id in any::<u128>()) {
-        let r = LeaseRoles::new(uuid::Uuid::from_u128(id));
-        prop_assert!(is_plain_identifier(&r.main) && is_plain_identifier(&r.anon) && r.anon.len() <= 63);
+        let r = lease_login_role(uuid::Uuid::from_u128(id));
+        prop_assert!(is_plain_identifier(&r) && r.len() <= 63);
     }
 
     /// The migration scanner never panics, and its statements are slices of the input.
