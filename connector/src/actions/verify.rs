@@ -332,11 +332,13 @@ fn split_column(object: &str) -> Option<(&str, &str)> {
 /// The repairs in order: the diff's own plan (registry row, roles,
 /// memberships, then the owner's objects with the owner borrowed), then the
 /// other findings' repairs, which act on the owner's objects too, before
-/// the owner is given back.
+/// the owner is given back. `login_password` (the password of a recreated
+/// API login role) follows that role's creation.
 fn repair_statements(
     changes: &[Change],
     extra: &[Finding],
     names: &ProjectNames,
+    login_password: Option<Statement>,
     ctx: &PlanContext,
 ) -> Vec<Statement> {
     let runtime = ctx.server.runtime_role.clone();
@@ -345,7 +347,14 @@ fn repair_statements(
         Some(Change::ReturnOwner { .. }) => (changes[..changes.len() - 1].iter().collect(), true),
         _ => (changes.iter().collect(), false),
     };
-    let mut out: Vec<Statement> = body.iter().flat_map(|c| render(c, ctx)).collect();
+    let mut out: Vec<Statement> = Vec::new();
+    let mut login_password = login_password;
+    for change in body {
+        out.extend(render(change, ctx));
+        if matches!(change, Change::CreateRole { role } if *role == names.authenticator) {
+            out.extend(login_password.take());
+        }
+    }
     let extra: Vec<Statement> = extra
         .iter()
         .flat_map(|f| f.repair.iter().cloned())
@@ -394,6 +403,7 @@ async fn verify_project(
         let runtime = &db.server.runtime_role;
         let mut findings = Vec::new();
         let mut changes = Vec::new();
+        let mut login_password = None;
         if row.state == "active" {
             let desired =
                 DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?;
@@ -414,10 +424,10 @@ async fn verify_project(
                             json!({ super::project::AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
                         )
                         .await?;
-                    finding.repair.push(crate::lease::password_statement(
-                        &names.authenticator,
-                        &password,
-                    ));
+                    let statement =
+                        crate::lease::password_statement(&names.authenticator, &password);
+                    finding.repair.push(statement.clone());
+                    login_password = Some(statement);
                 }
                 findings.push(finding);
             }
@@ -452,7 +462,7 @@ async fn verify_project(
         }
         let extra = extra_findings(conn, names, &row.isolation).await?;
         if repair {
-            let mut statements = repair_statements(&changes, &extra, names, &ctx);
+            let mut statements = repair_statements(&changes, &extra, names, login_password, &ctx);
             if changes.is_empty() && extra.is_empty() {
                 // only a lasting membership, or an archived project's listing
                 statements = findings.iter().flat_map(|f| f.repair.clone()).collect();
