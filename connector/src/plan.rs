@@ -651,11 +651,11 @@ mod tests {
 
     fn empty_state() -> ProjectState {
         serde_json::from_value(serde_json::json!({
-            "registry": null, "schema_taken_by": null, "roles": [], "memberships": [],
+            "registry": null, "schema_taken_by": null, "roles": [], "memberships": [], "settings": [],
             "runtime_inherits_owner": false, "runtime_can_set_owner": false, "schema": null,
             "default_acl": [], "functions_public_revoked": false, "tables_without_rls": [],
             "views_without_invoker": [], "missing_grants": [], "matviews_with_class_grants": [],
-            "listed": false, "exposure_settings": null, "active_leases": 0
+            "listed": false, "pre_request_set": false, "exposure_settings": null, "active_leases": 0
         }))
         .unwrap()
     }
@@ -663,8 +663,10 @@ mod tests {
     fn desired() -> DesiredProject {
         let names = ProjectNames::new(&Slug::parse("acme").unwrap());
         DesiredProject::from_params(names, &serde_json::json!({}), None, &Config::default())
+            .unwrap()
     }
 
+    /// The cold plan as `dry_run` shows it (role functions with their arguments).
     fn sql_for(version: i32) -> Vec<String> {
         let config = Config::default();
         let server = server(version);
@@ -675,7 +677,7 @@ mod tests {
         let changes = diff_project(&empty_state(), &desired(), &ctx).unwrap();
         render_all(&changes, &ctx)
             .into_iter()
-            .map(|s| s.sql)
+            .map(|s| s.display())
             .collect()
     }
 
@@ -687,32 +689,43 @@ mod tests {
                 .position(|s| s.contains(needle))
                 .unwrap_or_else(|| panic!("{needle} missing in {sql:#?}"))
         };
+        // the registry row first: the role functions check names against it
+        assert_eq!(pos("insert into supabase_connector.projects"), 0);
         assert!(
-            pos("CREATE ROLE \"proj_acme_owner\"")
+            pos(r#"role_create($1) -- ["proj_acme_owner"]"#)
                 < pos("CREATE SCHEMA \"proj_acme\" AUTHORIZATION \"proj_acme_owner\"")
         );
-        assert!(pos("GRANT \"proj_acme_owner\" TO \"postgres\"") < pos("CREATE SCHEMA"));
+        let borrow =
+            r#"select supabase_connector.role_grant($1, $2) -- ["proj_acme_owner","postgres"]"#;
+        assert!(pos(borrow) < pos("CREATE SCHEMA"));
         // the owner is borrowed for the plan, not kept
         assert_eq!(
             sql.last().unwrap(),
-            "REVOKE \"proj_acme_owner\" FROM \"postgres\""
+            r#"select supabase_connector.role_revoke($1, $2) -- ["proj_acme_owner","postgres"]"#
         );
         assert!(pos("CREATE SCHEMA") < pos("apply_exposure"));
-        assert!(pos("insert into supabase_connector.projects") < pos("apply_exposure"));
         assert!(sql.iter().any(|s| s == "ALTER DEFAULT PRIVILEGES FOR ROLE \"proj_acme_owner\" REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC"));
-        // PostgreSQL 15 has no per-grant options
-        assert!(!sql.iter().any(|s| s.contains("WITH INHERIT")));
+        // every role statement is a role function call: no role DDL in the plan
+        assert!(!sql.iter().any(|s| {
+            let upper = s.to_uppercase();
+            upper.starts_with("CREATE ROLE")
+                || upper.starts_with("ALTER ROLE")
+                || upper.starts_with("GRANT \"")
+                || upper.starts_with("REVOKE \"")
+                || upper.starts_with("DROP ROLE")
+        }));
+        // the central authenticator switches to the class roles
+        for class in ["service_role", "authenticated", "anon"] {
+            pos(&format!(
+                r#"role_grant($1, $2) -- ["proj_acme_{class}","authenticator"]"#
+            ));
+        }
     }
 
     #[test]
-    fn pg16_grants_carry_inherit_and_set() {
-        let sql = sql_for(180006);
-        assert!(sql.contains(
-            &"GRANT \"proj_acme_owner\" TO \"postgres\" WITH INHERIT TRUE, SET TRUE".to_string()
-        ));
-        assert!(sql.contains(
-            &"GRANT \"authenticated\" TO \"proj_acme_authenticated\" WITH INHERIT TRUE".to_string()
-        ));
+    fn plans_are_the_same_on_every_version() {
+        // the role functions pick the version's grant options themselves
+        assert_eq!(sql_for(150018), sql_for(180006));
     }
 
     #[test]
@@ -748,10 +761,15 @@ mod tests {
         let mut changes = vec![create.clone(), Change::ApplyExposure];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);
         assert_eq!(changes.len(), 2);
-        // the runtime role already holds it: nothing borrowed
+        // the runtime role already holds it (kept by an earlier version):
+        // nothing borrowed, and the kept membership is given up at the end
         let mut changes = vec![create.clone(), grant_on.clone()];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", true);
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.len(), 3);
+        assert!(!changes
+            .iter()
+            .any(|c| matches!(c, Change::BorrowOwner { .. })));
+        assert!(matches!(changes.last(), Some(Change::ReturnOwner { .. })));
         // borrowed after the role exists, given back at the end
         let mut changes = vec![create.clone(), grant_on.clone(), Change::ApplyExposure];
         borrow_owner(&mut changes, 1, "proj_acme_owner", "postgres", false);

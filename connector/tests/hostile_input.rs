@@ -18,10 +18,12 @@ use supabase_connector::actions::migrations;
 use supabase_connector::apply::redact;
 use supabase_connector::catalog::{action_names, validate};
 use supabase_connector::config::{Config, ExposureConfig, Secret};
-use supabase_connector::db::ServerInfo;
+use supabase_connector::db::{Param, ServerInfo};
 use supabase_connector::lease::{jwt, password_statement};
 use supabase_connector::model::Principal;
-use supabase_connector::names::{ident, literal, LeaseRoles, ProjectNames, Slug};
+use supabase_connector::names::{
+    ident, is_lease_role, lease_login_role, literal, ProjectNames, Slug,
+};
 use supabase_connector::plan::{is_plain_identifier, render, Change, PlanContext};
 use supabase_connector::sqlscan;
 use supabase_connector::ErrorCode;
@@ -526,47 +528,66 @@ proptest! {
 
     /// Every DDL the plan renders from a name quotes it: whatever the name,
     /// the statement is one statement (the names are validated before they
-    /// get here; this is the second wall).
+    /// get here; this is the second wall). Role changes are calls of the
+    /// bootstrap's role functions: the names travel as bind parameters and
+    /// never reach the SQL text.
     #[test]
     fn rendered_ddl_stays_one_statement(a in hostile(), b in hostile()) {
         prop_assume!(!a.contains('\0') && !b.contains('\0'));
         let server = server();
         let exposure = ExposureConfig::default();
         let ctx = PlanContext { server: &server, exposure: &exposure };
-        let changes = vec![
+        let changes = |a: &String, b: &String| vec![
             Change::CreateRole { role: a.clone() },
             Change::AlterRole { role: a.clone(), attributes: vec!["NOLOGIN".into()] },
-            Change::GrantRole { role: a.clone(), member: b.clone(), set: true },
+            Change::SetRoleSetting { role: a.clone(), name: "statement_timeout".into(), value: Some("3000".into()) },
+            Change::GrantRole { role: a.clone(), member: b.clone() },
             Change::RevokeRole { role: a.clone(), member: b.clone() },
+            Change::BorrowOwner { owner: a.clone(), runtime: b.clone() },
+            Change::ReturnOwner { owner: a.clone(), runtime: b.clone() },
+            Change::DropRole { role: b.clone() },
+            Change::DropProject { slug: a.clone() },
             Change::CreateSchema { schema: a.clone(), owner: b.clone() },
             Change::AlterSchemaOwner { schema: a.clone(), owner: b.clone() },
             Change::GrantSchemaUsage { schema: a.clone(), role: b.clone() },
             Change::RevokeSchema { schema: a.clone(), grantee: b.clone() },
             Change::DefaultPrivileges { owner: a.clone(), schema: Some(b.clone()), grant: true,
                 privileges: "SELECT".into(), objects: "TABLES".into(), grantee: b.clone() },
-            Change::DropSchema { schema: a.clone() },
-            Change::DropRoles { roles: vec![a.clone(), b.clone()] },
-            Change::CreateLoginRole { role: a.clone() },
-            Change::GrantToLoginRole { role: a.clone(), member: b.clone() },
-            Change::DropRole { role: b.clone() },
         ];
-        for change in &changes {
-            for st in render(change, &ctx) {
+        let plain = changes(&"x".to_string(), &"y".to_string());
+        for (change, reference) in changes(&a, &b).iter().zip(&plain) {
+            let (statements, reference) = (render(change, &ctx), render(reference, &ctx));
+            prop_assert_eq!(statements.len(), reference.len());
+            for (st, rf) in statements.iter().zip(&reference) {
                 let scanned = sqlscan::statements(&st.sql);
                 prop_assert_eq!(scanned.len(), 1, "{:?}", st.sql);
-                prop_assert!(st.sql.contains(&ident(&a)) || st.sql.contains(&ident(&b)), "{}", st.sql);
+                if st.params.is_empty() {
+                    prop_assert!(st.sql.contains(&ident(&a)) || st.sql.contains(&ident(&b)), "{}", st.sql);
+                } else {
+                    prop_assert_eq!(&st.sql, &rf.sql, "a name reached the SQL text");
+                    prop_assert!(st.sql.starts_with("select supabase_connector."), "{}", st.sql);
+                    let named = st.params.iter().any(|p| matches!(p, Param::Text(t) if *t == a || *t == b));
+                    prop_assert!(named, "{:?}", st.params);
+                }
             }
         }
     }
 
-    /// A password statement carries a SCRAM verifier, never the password.
+    /// A password statement carries a SCRAM verifier, never the password,
+    /// and the role as a bind parameter.
     #[test]
     fn password_statements_hide_the_password(role in hostile(), password in "[A-Za-z0-9+/=_-]{16,64}") {
         prop_assume!(!role.contains('\0'));
         let st = password_statement(&role, &Secret::new(password.clone()));
-        prop_assert!(!st.sql.contains(&password));
-        prop_assert!(st.sql.contains("'SCRAM-SHA-256$"), "{}", st.sql);
-        prop_assert_eq!(sqlscan::statements(&st.sql).len(), 1);
+        prop_assert_eq!(st.sql.as_str(), "select supabase_connector.role_password($1, $2)");
+        prop_assert!(matches!(&st.params[0], Param::Text(r) if *r == role));
+        let Param::Secret(verifier) = &st.params[1] else {
+            return Err(TestCaseError::fail("the verifier is not a secret parameter"));
+        };
+        prop_assert!(verifier.expose().starts_with("SCRAM-SHA-256$"));
+        prop_assert!(!verifier.expose().contains(&password));
+        let shown = format!("{:?}", st.params);
+        prop_assert!(!shown.contains(&password), "the password shows in the parameters");
     }
 
     /// Audit redaction: whatever the secrets look like, none survives.
@@ -619,11 +640,11 @@ proptest! {
         }
     }
 
-    /// Lease role names are plain identifiers for every lease id.
+    /// Lease role names are plain identifiers of lease shape for every lease id.
     #[test]
     fn lease_roles(id in any::<u128>()) {
-        let r = LeaseRoles::new(uuid::Uuid::from_u128(id));
-        prop_assert!(is_plain_identifier(&r.main) && is_plain_identifier(&r.anon) && r.anon.len() <= 63);
+        let r = lease_login_role(uuid::Uuid::from_u128(id));
+        prop_assert!(is_plain_identifier(&r) && is_lease_role(&r) && r.len() == 38);
     }
 
     /// The migration scanner never panics, and its statements are slices of the input.
