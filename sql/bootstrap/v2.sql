@@ -773,6 +773,28 @@ declare
   v_mode text;
   m record;
 begin
+  -- On 16+ the grants the runtime role made in project and lease roles
+  -- (a project's owner to its service class, a lease's role to
+  -- `authenticator`, …) hang on the ADMIN option it is about to give up:
+  -- this superuser makes them again, with the same options, and the runtime
+  -- role's own are revoked (its grants to itself simply go).
+  if current_setting('server_version_num')::int >= 160000 then
+    for m in
+      select g.rolname as role, r.rolname as member, a.admin_option, a.inherit_option, a.set_option
+      from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles r on r.oid = a.member
+      where a.grantor = v_runtime::regrole
+        and (g.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
+             or exists (select 1 from supabase_connector.project_role(g.rolname)))
+      order by g.rolname, r.rolname
+    loop
+      if m.member <> v_runtime then
+        execute format('grant %I to %I with admin %s, inherit %s, set %s',
+                       m.role, m.member, m.admin_option::text, m.inherit_option::text, m.set_option::text);
+      end if;
+      execute format('revoke %I from %I granted by %I', m.role, m.member, v_runtime);
+    end loop;
+  end if;
+
   -- The runtime role gives up every membership it holds in project and
   -- lease roles (on 16+ the ADMIN ones its CREATE ROLE left, and those
   -- `createrole_self_grant` added; kept owners of earlier versions).
