@@ -63,7 +63,7 @@ def test_lease_json_and_roles(two: Dict[str, Any], admin: Admin, api: pgrest.Cli
     assert lease_["env"] == {**lease_["env"], "SUPABASE_ANON_KEY": lease_["api"]["apikey"], "SUPABASE_DB_SCHEMA": s,
                              "SUPABASE_ACCESS_TOKEN": lease_["api"]["access_token"], "DATABASE_URL": db["url"],
                              "SUPABASE_URL": lease_["api"]["url"]}
-    # the tokens: HS256 with JWT_SECRET, claims of contract §6: the project's
+    # the tokens: HS256 with JWT_SECRET; the claims name the project's
     # class role, the lease as `jti`, issued by the connector
     claims = api.claims(lease_["api"]["access_token"])
     sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:supabase-connector:{slug}:service:project"))
