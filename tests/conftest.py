@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -68,7 +69,8 @@ def cli(*args: str, config: Optional[Dict[str, Any]] = None, input: Optional[str
         if path:
             os.unlink(path)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{argv + list(args)} exited {proc.returncode}: {proc.stderr}")
+        shown = [re.sub(r"://([^:/@\s]+):[^@\s]+@", r"://\1:***@", a) for a in argv + list(args)]
+        raise AssertionError(f"{shown} exited {proc.returncode}: {proc.stderr}")
     return proc
 
 

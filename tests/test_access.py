@@ -84,9 +84,11 @@ def two(executor: SupabaseExecutor) -> Iterator[Dict[str, Dict[str, Any]]]:
 
 
 def lease_roles(admin: Admin, slug: str, active: bool) -> Set[str]:
+    """The login roles of a project's database leases (API-only leases have none)."""
     cond = "is null" if active else "is not null"
     return {r[0] for r in admin.rows(
-        f"select role_name from supabase_connector.leases where project = %s and revoked_at {cond}", (slug,))}
+        f"select role_name from supabase_connector.leases where project = %s and revoked_at {cond} and role_name is not null",
+        (slug,))}
 
 
 def existing_roles(admin: Admin, names: Set[str]) -> Set[str]:
@@ -104,12 +106,14 @@ def refused(api: pgrest.Client, token: str, schema: str, sql: str, params: Any =
     return err.value.pgcode or err.value.kind
 
 
-def role_gone(api: pgrest.Client, token: str, schema: str) -> None:
-    """The token is refused because its role no longer exists (PostgREST
-    fails to switch to it), not because of the JWT."""
+def lease_refused(api: pgrest.Client, token: str, schema: str) -> None:
+    """The token is refused because its lease was revoked: the role it names
+    (the project's class role) still exists and the API switches to it, then
+    `pre_request` answers 401. Not the JWT, not the role switch."""
     with pytest.raises(pgrest.ApiError) as err:
         api.request(token, schema, "select 1")
-    assert err.value.kind == "role_switch" and "does not exist" in str(err.value), err.value
+    e = err.value
+    assert (e.kind, e.pgcode, e.status) == ("pre_request", "PT401", 401) and "lease revoked or expired" in str(e), e
 
 
 # ------------------------------------------------------------ the role mapping
@@ -132,11 +136,17 @@ def test_platform_role_mapping(
     lease = result["lease"]
     assert (lease["platform_role"], lease["access_class"], lease["principal"]) == (platform_role, access_class, principal)
     claims = api.claims(lease["api"]["access_token"])
-    assert (claims["role"], claims["access_class"], claims["platform_role"], claims["project"]) == (
-        lease["database"]["user"], access_class, platform_role, a["project"])
+    # the token names the project's class role; the lease is its `jti`
+    assert (claims["role"], claims["access_class"], claims["platform_role"], claims["project"], claims["jti"]) == (
+        f"{sa}_{access_class}", access_class, platform_role, a["project"], lease["lease_id"])
     assert ("publishable_token" in lease["api"]) is (access_class == "service_role")
-    # the lease role sits under exactly its class role of the project
+    if access_class == "service_role":
+        assert api.claims(lease["api"]["publishable_token"])["role"] == f"{sa}_anon"
+    # the lease's login role sits under exactly its class role of the project,
+    # and no API login role can switch to it
     role = lease["database"]["user"]
+    assert role == "lease_" + lease["lease_id"].replace("-", "")
+    assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (role,)) is False
     for cls in ("service_role", "authenticated", "anon"):
         assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{sa}_{cls}")) is (cls == access_class), cls
     assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{sa}_owner")) is (access_class == "service_role")
@@ -221,7 +231,7 @@ def test_two_teams_highest_class_then_downgrade(
         assert removed["removed"] is True
         assert removed["revoked_leases"] == [old["lease_id"]]
         # the old token fails at once (its role is gone), its session is over
-        role_gone(api, token, s)
+        lease_refused(api, token, s)
         with pytest.raises(psycopg.OperationalError):
             session.execute("select 1")
     finally:
@@ -261,16 +271,21 @@ def test_removed_member_token_fails_at_once(
     stays, leaves = str(uuid.uuid4()), str(uuid.uuid4())
     crew = f"crew-{uuid.uuid4().hex[:6]}"
     team(executor, slug, crew, "team_member", [stays, leaves])
+    roles_before = admin.value("select count(*) from pg_roles")
     keep = issue(executor, slug, user(stays), database=False)
     gone = issue(executor, slug, user(leaves), database=False)
-    assert gone["database"] is None  # API tokens only: a NOLOGIN role
-    gone_role = api.claims(gone["api"]["access_token"])["role"]
-    assert admin.rows("select rolcanlogin from pg_roles where rolname = %s", (gone_role,)) == [(False,)]
+    # API tokens only: the class role, no role of the lease's own
+    assert gone["database"] is None and keep["database"] is None
+    assert api.claims(gone["api"]["access_token"])["role"] == f"{s}_authenticated"
+    assert admin.value("select count(*) from pg_roles") == roles_before
+    assert admin.rows("select role_name, database from supabase_connector.leases where lease_id = any(%s::uuid[])",
+                      ([keep["lease_id"], gone["lease_id"]],)) == [(None, False)] * 2
+    gone_role = "lease_" + gone["lease_id"].replace("-", "")
     for lease in (keep, gone):
         assert api.request(lease["api"]["access_token"], s, "select auth.uid()::text") == [(lease["principal"]["id"],)]
     result = team(executor, slug, crew, "team_member", [stays])
     assert (result["removed"], result["added"], result["revoked_leases"]) == ([leaves], [], [gone["lease_id"]])
-    role_gone(api, gone["api"]["access_token"], s)
+    lease_refused(api, gone["api"]["access_token"], s)
     assert api.request(keep["api"]["access_token"], s, "select auth.uid()::text") == [(stays,)]
     with pytest.raises(Forbidden):
         issue(executor, slug, user(leaves))
@@ -278,7 +293,7 @@ def test_removed_member_token_fails_at_once(
     # the team itself downgraded to viewer: the remaining contributor lease goes
     result = team(executor, slug, crew, "solution_viewer", [stays])
     assert (result["access_class"], result["revoked_leases"]) == ("anon", [keep["lease_id"]])
-    role_gone(api, keep["api"]["access_token"], s)
+    lease_refused(api, keep["api"]["access_token"], s)
     assert issue(executor, slug, user(stays))["access_class"] == "anon"
 
 
@@ -302,7 +317,7 @@ def test_grant_on_one_project_only(
     result = executor.execute("revoke_database_team_access", {"project": a["project"], "team_id": crew})
     assert sorted(result["revoked_leases"]) == sorted([lease_a["lease_id"], owner_lease["lease_id"]])
     for lease in (lease_a, owner_lease):
-        role_gone(api, lease["api"]["access_token"], a["schema"])
+        lease_refused(api, lease["api"]["access_token"], a["schema"])
     with pytest.raises(Forbidden):
         issue(executor, a["project"], user(someone))
     assert admin.value("select count(*) from supabase_connector.leases where project = %s and principal_id = %s",
@@ -322,9 +337,9 @@ def test_direct_grant_downgrade(
     result = grant(executor, slug, principal, "solution_user")
     assert (result["changed"], result["access_class"], result["revoked_leases"]) == (True, "authenticated", [old["lease_id"]])
     assert result["lease"]["access_class"] == "authenticated"
-    role_gone(api, old["api"]["access_token"], s)
-    role_gone(api, old["api"]["publishable_token"], s)
-    assert existing_roles(admin, {old["database"]["user"], old["database"]["user"] + "_anon"}) == set()
+    lease_refused(api, old["api"]["access_token"], s)
+    lease_refused(api, old["api"]["publishable_token"], s)
+    assert existing_roles(admin, {old["database"]["user"]}) == set()
     new_token = result["lease"]["api"]["access_token"]
     assert bodies(api, new_token, s) & {"alice", "bob", "pub"} == {"pub"}
     # raising it again revokes nothing
@@ -435,8 +450,11 @@ def test_concurrent_team_updates_and_issues(executor: SupabaseExecutor, api: pgr
     # registry and catalog agree: active leases have roles, revoked ones none
     assert existing_roles(admin, lease_roles(admin, slug, active=True)) == lease_roles(admin, slug, active=True)
     assert existing_roles(admin, lease_roles(admin, slug, active=False)) == set()
-    for _, _, cls, role in active:
-        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{s}_{cls}")) is True
+    for lease_id, _, cls, role in active:
+        database = next(x["database"] is not None for x in issued if x["lease_id"] == lease_id)
+        assert (role is not None) is database, lease_id  # an API-only lease has no role
+        if role is not None:
+            assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{s}_{cls}")) is True
     active_ids = {r[0] for r in active}
     revoked = dict(admin.rows("select lease_id::text, revoke_reason from supabase_connector.leases "
                               "where project = %s and revoked_at is not null", (slug,)))

@@ -423,8 +423,8 @@ def test_jwt_secret_rotation(fstack: Stack) -> None:
         try:
             for lease in (after, after_approle, renewed, third):
                 assert lease["api"]["apikey"] == rotated["SUPABASE_PUBLISHABLE_KEY"]
-                for token in (lease["api"]["access_token"], lease["api"]["publishable_token"]):
-                    assert api_new.request(token, lease["schema"], "select current_user")[0][0].startswith("lease_")
+                for token, cls in ((lease["api"]["access_token"], "service_role"), (lease["api"]["publishable_token"], "anon")):
+                    assert api_new.request(token, lease["schema"], "select current_user") == [(f"{lease['schema']}_{cls}",)]
                     with pytest.raises(pgrest.ApiError) as err:
                         api_old.claims(token)
                     assert err.value.kind == "jwt_invalid"

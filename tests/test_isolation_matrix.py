@@ -1,16 +1,21 @@
 """Issue 10: try to break isolation. Every kind of credential a caller can
-hold (project A's tokens and database leases, the central anon key, a plain
-GoTrue token, expired, revoked, wrongly signed and hand-edited tokens, tokens
-naming roles they should not) against every target worth reaching (A's and
-B's tables, views, functions and sequences, `public`, `auth.users`, the
-registry, `pg_authid`, role switching, `CREATE SCHEMA`, `ALTER ROLE`,
-`COPY … TO PROGRAM`, `lo_import`). The expected outcome of each cell is
-written down in `EXPECTED` below and every cell is asserted.
+hold (project A's tokens and database leases, an API-only lease's token, the
+central anon key, a plain GoTrue token, expired, revoked, wrongly signed and
+hand-edited tokens, tokens naming roles they should not, tokens hand-signed
+with `JWT_SECRET` naming a project's class role without a live lease) against
+every target worth reaching (A's and B's tables, views, functions and
+sequences, `public`, `auth.users`, the registry, `pg_authid`, role
+switching, `CREATE SCHEMA`, `ALTER ROLE`, `COPY … TO PROGRAM`, `lo_import`).
+The expected outcome of each cell is written down in `EXPECTED` below and
+every cell is asserted.
 
 API cells are requests the way PostgREST makes them (tests/pgrest.py: verify
 the JWT, connect as `authenticator`, `set_config('role', <claim>, true)`, run
-the statement), rolled back afterwards. Database cells log in with the
-lease's own connection string, each statement in a transaction rolled back.
+`db-pre-request` (`supabase_connector_api.pre_request()`), run the
+statement), rolled back afterwards. A token naming a project's class role is
+worth only its lease: `pre_request` refuses it (401) unless its `jti` is a
+live lease of that project and class. Database cells log in with the lease's
+own connection string, each statement in a transaction rolled back.
 
 Second part: hostile strings through the executor are `invalid_params` and
 change nothing in the catalog; strange but valid names work end to end."""
@@ -47,7 +52,8 @@ insert into items (v) values ('{tag}-data');
 # Outcomes: rows (succeeded, rows back), empty (succeeded, RLS hid every row),
 # ok (succeeded, no result set), denied (SQLSTATE 42501), jwt (signature or
 # format refused), expired (exp passed), role (the API cannot switch to the
-# token's role), login (the database refuses the login).
+# token's role), lease (`pre_request` refused it: SQLSTATE PT401, HTTP 401,
+# "lease revoked or expired"), login (the database refuses the login).
 
 TARGETS: Dict[str, str] = {
     "a_table": "select v from {a}.items",
@@ -95,25 +101,35 @@ API_EXPECTED: Dict[str, Dict[str, str]] = {
     "a_service_publishable_token": {**DENIED_ALL, **ANON_IN_A},
     "a_authenticated_token": {**DENIED_ALL, **AUTHENTICATED_IN_A},
     "a_anon_token": {**DENIED_ALL, **ANON_IN_A},
+    # an API-only lease (`database: false`): the same class role, no role of its own
+    "a_api_only_token": {**DENIED_ALL, **AUTHENTICATED_IN_A},
     # central credentials a browser may hold: reach the base schemas only
     "central_anon_key": {**DENIED_ALL, "public_read": "rows"},
     "gotrue_authenticated": {**DENIED_ALL, "public_read": "rows"},
-    # dead or bad tokens: refused before any SQL runs
+    # dead or bad tokens: refused before any SQL runs (an expired `exp` by
+    # the JWT check; a revoked lease, or one whose registry expiry passed
+    # while its token's `exp` did not, by `pre_request`, although the class
+    # role it names exists and the API may switch to it)
     "a_expired_token": {t: "expired" for t in TARGETS},
-    "a_revoked_token": {t: "role" for t in TARGETS},
+    "a_revoked_token": {t: "lease" for t in TARGETS},
+    "a_revoked_api_only_token": {t: "lease" for t in TARGETS},
+    "a_expired_in_registry_token": {t: "lease" for t in TARGETS},
     "wrong_secret": {t: "jwt" for t in TARGETS},
     "role_edited_to_b": {t: "jwt" for t in TARGETS},
     "role_edited_to_postgres": {t: "jwt" for t in TARGETS},
     # tokens only the holder of JWT_SECRET could sign (the connector never
     # hands it out): the API still cannot become a superuser or `postgres`;
     # `service_role` is the central secret key's role (auth, base schemas,
-    # never a project schema); another project's role reaches that project,
-    # which is exactly why JWT_SECRET stays in OpenBao (docs/security.md)
+    # never a project schema); a project's class role needs a live lease of
+    # that project and class as `jti`: none, a made-up one, or one of
+    # another project (or class) is refused by `pre_request`
     "signed_role_postgres": {t: "role" for t in TARGETS},
     "signed_role_supabase_admin": {t: "role" for t in TARGETS},
     "signed_role_service_role": {**DENIED_ALL, "public_read": "rows", "auth_users": "rows"},
-    "signed_role_b_service": {**DENIED_ALL, "b_table": "rows", "b_insert": "rows", "b_view": "rows",
-                              "b_function": "rows", "b_sequence": "rows"},
+    "signed_role_b_service": {t: "lease" for t in TARGETS},
+    "forged_jti_a_authenticated": {t: "lease" for t in TARGETS},
+    "forged_jti_b_service_with_a_lease": {t: "lease" for t in TARGETS},
+    "forged_jti_a_service_with_authenticated_lease": {t: "lease" for t in TARGETS},
 }
 
 DB_DENIED_ALL = {t: "denied" for t in [*TARGETS, *DB_TARGETS]}
@@ -137,7 +153,7 @@ def test_matrix_covers_every_cell() -> None:
         assert set(row) == set(TARGETS)
     for row in DB_EXPECTED.values():
         assert set(row) == set(TARGETS) | set(DB_TARGETS)
-    assert len(CELLS) == len(API_EXPECTED) * len(TARGETS) + len(DB_EXPECTED) * (len(TARGETS) + len(DB_TARGETS)) == 415
+    assert len(CELLS) == len(API_EXPECTED) * len(TARGETS) + len(DB_EXPECTED) * (len(TARGETS) + len(DB_TARGETS)) == 535
 
 
 
@@ -185,6 +201,19 @@ def world(stack: Any, executor: SupabaseExecutor, admin: Admin, jwt_secret: str)
     anon = grant({"type": "service", "id": "viewer-app"}, "project_viewer")
     revoked = grant({"type": "user", "id": BOB}, "project_contributor")
     executor.execute("revoke_database_lease", {"lease_id": revoked["lease_id"]})
+
+    def api_only(principal: Dict[str, str]) -> Dict[str, Any]:
+        out = executor.execute("issue_database_lease", {"project": a_slug, "principal": principal, "database": False})["lease"]
+        assert out["database"] is None and out["access_class"] == "authenticated"
+        return dict(out)
+
+    api_lease = api_only({"type": "user", "id": ALICE})
+    revoked_api = api_only({"type": "user", "id": BOB})
+    executor.execute("revoke_database_lease", {"lease_id": revoked_api["lease_id"]})
+    # the registry says this lease has ended; its token's `exp` is 15 minutes away
+    ended_api = api_only({"type": "user", "id": ALICE})
+    admin.run("update supabase_connector.leases set expires_at = now() - interval '1 second' where lease_id = %s",
+              (ended_api["lease_id"],))
     expiring = executor.execute(
         "issue_database_lease", {"project": a_slug, "principal": {"type": "project"}, "lease_ttl_seconds": 1}
     )["lease"]
@@ -216,7 +245,27 @@ def world(stack: Any, executor: SupabaseExecutor, admin: Admin, jwt_secret: str)
         "signed_role_b_service": hs256_jwt(
             {"role": f"{b['schema']}_service_role", "aud": "authenticated", "exp": now + 3600}, jwt_secret
         ),
+        "a_api_only_token": api_lease["api"]["access_token"],
+        "a_revoked_api_only_token": revoked_api["api"]["access_token"],
+        "a_expired_in_registry_token": ended_api["api"]["access_token"],
+        # the claims of a lease's token, signed by hand: a made-up lease id ...
+        "forged_jti_a_authenticated": hs256_jwt(
+            {**lease_claims(api_lease), "jti": str(uuid.uuid4())}, jwt_secret
+        ),
+        # ... a live lease of A presented for B's service class ...
+        "forged_jti_b_service_with_a_lease": hs256_jwt(
+            {**lease_claims(a["lease"]), "role": f"{b['schema']}_service_role", "project": b_slug}, jwt_secret
+        ),
+        # ... and a live authenticated-class lease of A raised to A's service class
+        "forged_jti_a_service_with_authenticated_lease": hs256_jwt(
+            {**lease_claims(api_lease), "role": f"{a['schema']}_service_role", "access_class": "service_role"}, jwt_secret
+        ),
     }
+    # the forged tokens name roles that exist and that the API may switch to:
+    # what refuses them is the lease check alone
+    can_set = "SET" if int(admin.value("show server_version_num")) >= 160000 else "MEMBER"  # 15: any membership allows SET ROLE
+    for role in (f"{a['schema']}_authenticated", f"{a['schema']}_service_role", f"{b['schema']}_service_role"):
+        assert admin.value(f"select pg_has_role('authenticator', %s, '{can_set}')", (role,)) is True, role
     # wait until the 1-second lease has expired (token `exp`, role VALID UNTIL)
     exp = expiring_exp(expiring)
     while time.time() < exp + 1.2:
@@ -246,6 +295,14 @@ def world(stack: Any, executor: SupabaseExecutor, admin: Admin, jwt_secret: str)
     admin.run(f"drop table if exists public.{pub}")
 
 
+def lease_claims(lease: Dict[str, Any]) -> Dict[str, Any]:
+    """The claims of a lease's access token (its signature is checked by the stack's secret later)."""
+    import base64
+
+    payload = lease["api"]["access_token"].split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
 def expiring_exp(lease: Dict[str, Any]) -> float:
     from datetime import datetime
 
@@ -270,6 +327,9 @@ def api_outcome(world: Dict[str, Any], cred: str, sql: str) -> str:
             return "expired"
         if e.kind == "role_switch":
             return "role"
+        if e.kind == "pre_request":
+            ok = e.pgcode == "PT401" and e.status == 401 and "lease revoked or expired" in str(e)
+            return "lease" if ok else f"pre_request {e.pgcode} {e.status}: {e}"
         return "denied" if e.pgcode == "42501" else f"error {e.pgcode}: {e}"
     return classify_rows(rows, client.last_had_result)
 

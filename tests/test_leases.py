@@ -63,19 +63,22 @@ def test_lease_json_and_roles(two: Dict[str, Any], admin: Admin, api: pgrest.Cli
     assert lease_["env"] == {**lease_["env"], "SUPABASE_ANON_KEY": lease_["api"]["apikey"], "SUPABASE_DB_SCHEMA": s,
                              "SUPABASE_ACCESS_TOKEN": lease_["api"]["access_token"], "DATABASE_URL": db["url"],
                              "SUPABASE_URL": lease_["api"]["url"]}
-    # the tokens: HS256 with JWT_SECRET, claims of docs/leases.md#tokens
+    # the tokens: HS256 with JWT_SECRET; the claims name the project's
+    # class role, the lease as `jti`, issued by the connector
     claims = api.claims(lease_["api"]["access_token"])
     sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:supabase-connector:{slug}:service:project"))
-    assert {k: claims[k] for k in ("role", "aud", "jti", "sub", "project", "platform_role", "access_class", "exp", "iat")} == {
-        "role": db["user"], "aud": "authenticated", "jti": lease_["lease_id"], "sub": sub, "project": slug,
-        "platform_role": "project_owner", "access_class": "service_role",
+    assert {k: claims[k] for k in ("role", "aud", "iss", "jti", "sub", "project", "platform_role", "access_class", "exp", "iat")} == {
+        "role": f"{s}_service_role", "aud": "authenticated", "iss": "supabase-connector", "jti": lease_["lease_id"], "sub": sub,
+        "project": slug, "platform_role": "project_owner", "access_class": "service_role",
         "exp": int(expires.timestamp()), "iat": int(issued.timestamp())}
     public = api.claims(lease_["api"]["publishable_token"])
-    assert (public["role"], public["access_class"], public["exp"], public["sub"]) == (
-        db["user"] + "_anon", "anon", claims["exp"], sub)
-    assert admin.rows("select rolcanlogin from pg_roles where rolname = %s", (public["role"],)) == [(False,)]
-    assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (public["role"], f"{s}_anon")) is True
-    assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (public["role"],)) is True
+    assert (public["role"], public["access_class"], public["exp"], public["sub"], public["jti"], public["iss"]) == (
+        f"{s}_anon", "anon", claims["exp"], sub, lease_["lease_id"], "supabase-connector")
+    # the central API switches to the class roles without holding their
+    # privileges (`authenticator` is NOINHERIT; PG 16+ grants SET, not INHERIT)
+    for cls in ("service_role", "anon"):
+        assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (f"{s}_{cls}",)) is True
+        assert admin.value("select pg_has_role('authenticator', %s, 'USAGE')", (f"{s}_{cls}",)) is False
     # no password or token is kept in the registry or the audit log
     for secret in (db["password"], lease_["api"]["access_token"], lease_["api"]["publishable_token"]):
         for table in ("leases", "audit_log", "projects"):
@@ -86,12 +89,24 @@ def test_lease_json_and_roles(two: Dict[str, Any], admin: Admin, api: pgrest.Cli
     attrs = admin.rows("select rolcanlogin, rolinherit, rolsuper, rolvaliduntil is not null from pg_roles where rolname = %s", (role,))
     assert attrs == [(True, True, False, True)]
     assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, f"{s}_service_role")) is True
-    assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (role,)) is True
-    # the runtime role takes no lasting membership in the lease roles (only
-    # the revocation grants them to it, and they go with DROP ROLE)
-    for r in (role, public["role"]):
-        assert admin.value("select pg_has_role('postgres', %s, 'USAGE')", (r,)) is False
-    assert admin.rows("select rolvaliduntil from pg_roles where rolname = %s", (role,)) == [(expires,)]
+    # one role per database lease: no `_anon` sibling; the registry row names it
+    assert admin.value("select count(*) from pg_roles where rolname like %s", (role + "%",)) == 1
+    assert admin.rows("select role_name, anon_role_name, database from supabase_connector.leases where lease_id = %s",
+                      (lease_["lease_id"],)) == [(role, None, True)]
+    # no API login role and not the runtime role reaches the lease role:
+    # tokens never name it, and the connector keeps no membership in it
+    for member in ("authenticator", "postgres"):
+        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (member, role)) is False, member
+    assert admin.value("select count(*) from pg_auth_members where roleid = %s::regrole", (role,)) == 0
+    # the service class acts as the project's owner through its connection options
+    assert db["options"] == f"-c search_path={s} -c role={s}_owner"
+    assert "options=-c%20search_path%3D" + s + "%20-c%20role%3D" + s + "_owner" in db["url"]
+    assert admin.value("select count(*) from pg_db_role_setting where setrole = %s::regrole and array_to_string(setconfig, ',') like 'role=%%'",
+                       (role,)) == 0
+    # VALID UNTIL is the registry's expiry (the lease JSON and the token's
+    # `exp` show it to the second)
+    assert admin.rows("select date_trunc('second', r.rolvaliduntil), r.rolvaliduntil = l.expires_at from pg_roles r "
+                      "join supabase_connector.leases l on l.role_name = r.rolname where r.rolname = %s", (role,)) == [(expires, True)]
     # no grant ever names a lease role
     assert admin.value("select count(*) from pg_class where relacl::text like %s", (f"%{role}%",)) == 0
     # the registry keeps no password, the verifier is SCRAM with 256 iterations
@@ -131,10 +146,9 @@ def test_service_and_publishable_tokens(two: Dict[str, Any], api: pgrest.Client,
     assert err.value.pgcode == "42P01"
     # the roles behind the tokens reach no other role: SET ROLE needs membership
     others = [f"{b['schema']}_{c}" for c in ("owner", "service_role", "authenticated", "anon")] + [
-        b["lease"]["database"]["user"], b["lease"]["database"]["user"] + "_anon", "service_role", "authenticator", "postgres",
-        "supabase_admin"]
-    for token in (service, publishable):
-        role = api.claims(token)["role"]
+        b["lease"]["database"]["user"], "service_role", "authenticator", "postgres", "supabase_admin"]
+    for token, role in ((service, f"{s}_service_role"), (publishable, f"{s}_anon")):
+        assert api.claims(token)["role"] == role
         for other in others:
             assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (role, other)) is False, (role, other)
     # (the class roles sit under the global API roles, as on Supabase; the
@@ -240,10 +254,12 @@ def test_revoke(executor: SupabaseExecutor, two: Dict[str, Any], api: pgrest.Cli
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # must not hang on the idle session's lock
         result = pool.submit(executor.execute, "revoke_database_lease", {"lease_id": victim["lease_id"]}).result(timeout=30)
     assert result["revoked"] is True and result["terminated_sessions"] == 2
-    # the token fails at once: its role no longer exists
-    with pytest.raises(pgrest.ApiError) as err:
-        api.request(token, s, "select 1")
-    assert err.value.kind == "role_switch" and "does not exist" in str(err.value)
+    # the tokens fail at once: the class roles they name are there, the lease is not
+    for t in (token, victim["api"]["publishable_token"]):
+        with pytest.raises(pgrest.ApiError) as err:
+            api.request(t, s, "select 1")
+        assert (err.value.kind, err.value.pgcode, err.value.status) == ("pre_request", "PT401", 401)
+        assert "lease revoked or expired" in str(err.value)
     # the open sessions were terminated
     for conn in (session, locker):
         with pytest.raises(psycopg.OperationalError):
@@ -254,7 +270,7 @@ def test_revoke(executor: SupabaseExecutor, two: Dict[str, Any], api: pgrest.Cli
     assert admin.value(f"select count(*) from {s}.made_as_lease") == 2
     assert admin.value("select relowner::regrole::text from pg_class where oid = %s::regclass",
                        (f"{s}.made_as_lease",)) == f"{s}_owner"
-    assert admin.value("select count(*) from pg_roles where rolname like %s", (victim["database"]["user"] + "%",)) == 0
+    assert admin.value("select count(*) from pg_roles where rolname = %s", (victim["database"]["user"],)) == 0
     assert admin.rows("select revoked_at is not null, revoke_reason from supabase_connector.leases where lease_id = %s",
                       (victim["lease_id"],)) == [(True, "revoked")]
     # the owner was borrowed for the revocation and given back
@@ -269,7 +285,7 @@ def test_revoke(executor: SupabaseExecutor, two: Dict[str, Any], api: pgrest.Cli
 
 
 def test_renew_rotates_and_respects_the_maximum(
-    stack: Any, executor: SupabaseExecutor, two: Dict[str, Any], api: pgrest.Client
+    stack: Any, executor: SupabaseExecutor, two: Dict[str, Any], api: pgrest.Client, admin: Admin
 ) -> None:
     from supabase_connector import create_executor
 
@@ -282,8 +298,11 @@ def test_renew_rotates_and_respects_the_maximum(
         # fresh tokens carry the new expiry
         first_claims, renewed_claims = (api.claims(x["api"]["access_token"]) for x in (first, renewed))
         assert renewed_claims["exp"] == first_claims["iat"] + 3 > first_claims["exp"]
-        assert renewed_claims["jti"] == first["lease_id"] and renewed_claims["role"] == first["database"]["user"]
-        assert api.allowed(renewed["api"]["access_token"], two["a"]["schema"], "select 1")
+        assert renewed_claims["jti"] == first["lease_id"] and renewed_claims["role"] == f"{two['a']['schema']}_service_role"
+        assert renewed["database"]["user"] == first["database"]["user"]
+        # old and new tokens alike are worth the lease: both work until it ends
+        for t in (first["api"]["access_token"], renewed["api"]["access_token"]):
+            assert api.allowed(t, two["a"]["schema"], "select 1")
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(first["database"]["url"]).close()  # the old password is rotated out
         psycopg.connect(renewed["database"]["url"]).close()
@@ -302,13 +321,21 @@ def test_renew_rotates_and_respects_the_maximum(
     with pytest.raises(InvalidParams) as bad:
         executor.execute("renew_database_lease", {"lease_id": fresh["lease_id"], "ttl_seconds": 3601})
     assert "/ttl_seconds" in str(bad.value) + str(bad.value.details)
+    roles_before = admin.rows("select rolname, rolvaliduntil from pg_roles order by 1")
     renewed = executor.execute("renew_database_lease", {"lease_id": fresh["lease_id"], "ttl_seconds": 3600})["lease"]
     assert renewed["ttl_seconds"] == 3600 and renewed["renewable"] is True and renewed["database"] is None
+    # renewing an API-only lease is a registry write: no role is touched
+    assert admin.rows("select rolname, rolvaliduntil from pg_roles order by 1") == roles_before
+    assert api.claims(renewed["api"]["access_token"])["exp"] == int(
+        datetime.fromisoformat(renewed["expires_at"].replace("Z", "+00:00")).timestamp())
+    assert admin.value("select date_trunc('second', expires_at) from supabase_connector.leases where lease_id = %s",
+                       (fresh["lease_id"],)) == \
+        datetime.fromisoformat(renewed["expires_at"].replace("Z", "+00:00"))
 
 
 def test_200_concurrent_leases_then_reap(executor: SupabaseExecutor, api: pgrest.Client, admin: Admin) -> None:
     slug = new_slug("many")
-    upsert(executor, slug, issue_lease=False)
+    upsert(executor, slug, issue_lease=False, limits={"max_database_leases": 100})  # the default is 50 live ones
     s = f"proj_{slug}"
 
     def issue(i: int) -> Dict[str, Any]:  # every fourth expires at once; half carry database access
@@ -326,8 +353,7 @@ def test_200_concurrent_leases_then_reap(executor: SupabaseExecutor, api: pgrest
     # all valid: every lasting token works, every lasting password logs in
     for x in lasting:
         assert api.request(x["api"]["access_token"], s, "select auth.uid()::text, current_user") == [
-            (api.claims(x["api"]["access_token"])["sub"], x["database"]["user"] if x["database"] else
-             api.claims(x["api"]["access_token"])["role"])]
+            (api.claims(x["api"]["access_token"])["sub"], f"{s}_service_role")]
         if x["database"]:
             with psycopg.connect(x["database"]["url"]) as conn:
                 assert conn.execute("select session_user").fetchone() == (x["database"]["user"],)
@@ -349,8 +375,12 @@ def test_200_concurrent_leases_then_reap(executor: SupabaseExecutor, api: pgrest
     assert {r[0] for r in rows if r[1]} == expired and {r[2] for r in rows if r[1]} == {"expired"}
     roles = admin.rows(
         "select l.lease_id::text, count(r.rolname) from supabase_connector.leases l "
-        "left join pg_roles r on r.rolname in (l.role_name, l.anon_role_name) where l.project = %s group by 1", (slug,))
-    assert {lid for lid, n in roles if n == 0} == expired  # the expired leases' roles are gone, the others' are there
+        "left join pg_roles r on r.rolname = l.role_name where l.project = %s and l.database group by 1", (slug,))
+    # the expired database leases' roles are gone, the others' are there
+    assert {lid for lid, n in roles if n == 0} == {x["lease_id"] for x in leases if x["database"]} & expired
+    assert {lid for lid, n in roles if n == 1} == {x["lease_id"] for x in lasting if x["database"]}
+    # and the expired leases' tokens, whose `exp` has passed, would be refused
+    # by the lease check too: the registry says they are over
     # again: none of these (another test's short lease may have expired since)
     assert not set(executor.execute("reap_expired_leases", {})["reaped"]) & ids
     for x in lasting[:20]:

@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import psycopg
 import pytest
@@ -485,16 +485,23 @@ def test_archive_blocks_access_and_upsert_restores_it(executor: SupabaseExecutor
     service = state["lease"]
     session = psycopg.connect(service["database"]["url"], autocommit=True)  # an open session must end too
     roles = live_lease_roles(admin, s)
-    assert len(roles) == 3  # service lease (+ its anon role), alice's lease
+    assert sorted(roles) == sorted([service["database"]["user"], alice_lease["database"]["user"]])  # one per database lease
+    class_roles = [f"{s}_{cls}" for cls in ("service_role", "authenticated", "anon")]
 
     removed = executor.execute("remove_database_project", {"project": slug})
     assert removed["state"] == "archived"
     assert sorted(removed["revoked_leases"]) == sorted([service["lease_id"], alice_lease["lease_id"]])
-    # every credential stops working: tokens, database logins, open sessions
-    for token in (alice, service["api"]["access_token"]):
+    # every credential stops working: tokens, database logins, open sessions.
+    # The API no longer switches to the project's class roles (`authenticator`
+    # gave them up), so a token is refused at the role switch, before the
+    # lease check (which would refuse it too: its lease is revoked).
+    for role in class_roles:
+        assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (role,)) is False, role
+    for token in (alice, service["api"]["access_token"], service["api"]["publishable_token"]):
         with pytest.raises(pgrest.ApiError) as err:
             api.request(token, s, "select 1")
-        assert err.value.kind == "role_switch"
+        assert (err.value.kind, err.value.pgcode) == ("role_switch", "42501"), err.value
+        assert "permission denied to set role" in str(err.value)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(service["database"]["url"], connect_timeout=5).close()
     with pytest.raises(psycopg.OperationalError):
@@ -523,9 +530,18 @@ def test_archive_blocks_access_and_upsert_restores_it(executor: SupabaseExecutor
     # a re-upsert restores access, with the stored grants
     restored = executor.execute("upsert_database_project_access", {"project": slug})
     assert s in served(admin)
+    for role in class_roles:
+        assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (role,)) is True, role
     assert api.request(restored["lease"]["api"]["access_token"], s, "select title from posts") == [("kept",)]
-    alice = user_token(executor, slug, ALICE)
-    assert api.request(alice, s, "select title from posts") == [("kept",)]
+    alice_again = user_token(executor, slug, ALICE)
+    assert api.request(alice_again, s, "select title from posts") == [("kept",)]
+    # the tokens of the leases the archive revoked stay dead: the API switches
+    # to their roles again, and the lease check refuses them
+    for token in (alice, service["api"]["access_token"]):
+        with pytest.raises(pgrest.ApiError) as err:
+            api.request(token, s, "select 1")
+        assert (err.value.kind, err.value.pgcode, err.value.status) == ("pre_request", "PT401", 401)
+        assert "lease revoked or expired" in str(err.value)
     assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
 
 
@@ -540,7 +556,7 @@ def test_drop_removes_everything(executor: SupabaseExecutor, admin: Admin, api: 
                                                      "platform_role": "team_member", "members": [ALICE]})
     alice = user_token(executor, slug, ALICE)
     roles = live_lease_roles(admin, s)
-    assert len(roles) == 3
+    assert len(roles) == 2  # the service lease's and alice's login roles
     registry_tables = ("projects", "grants", "teams", "team_members", "leases", "migrations")
 
     def registry_rows() -> Dict[str, int]:
@@ -558,8 +574,11 @@ def test_drop_removes_everything(executor: SupabaseExecutor, admin: Admin, api: 
     assert admin.value("select count(*) from pg_default_acl where defaclrole::regrole::text like %s", (s + "\\_%",)) == 0
     assert registry_rows() == {t: 0 for t in registry_tables}
     assert s not in served(admin)
+    # the class roles the tokens name are gone with the project
     for token in (alice, state["lease"]["api"]["access_token"]):
-        assert not api.allowed(token, s, "select 1")
+        with pytest.raises(pgrest.ApiError) as err:
+            api.request(token, s, "select 1")
+        assert (err.value.kind, err.value.pgcode) == ("role_switch", "22023") and "does not exist" in str(err.value), err.value
     # the audit log keeps the history
     assert admin.value("select count(*) from supabase_connector.audit_log where project = %s and action = 'remove_database_project'",
                        (slug,)) == 1
@@ -646,12 +665,11 @@ class Ctx:
     lease: Optional[Dict[str, Any]] = None
 
     def fmt(self, text: str) -> str:
-        lease_role = lease_anon = lease_id = ""
+        lease_role = lease_id = ""
         if self.lease:
             lease_role = self.lease["database"]["user"]
-            lease_anon = f"{lease_role}_anon"
             lease_id = self.lease["lease_id"]
-        return text.format(s=self.s, o=self.o, lease_role=lease_role, lease_anon=lease_anon, lease_id=lease_id,
+        return text.format(s=self.s, o=self.o, lease_role=lease_role, lease_id=lease_id,
                            orphan=f"lease_{'0' * 16}{self.slug[-12:]}{'f' * 4}")
 
 
@@ -661,36 +679,40 @@ class Drift:
     sql: List[str]  # run by the superuser; prefix "postgres:" = as the runtime role, "replica:" = event triggers off
     obj: str
     setup: str = "plain"  # plain | lease (a service lease) | isolated | hidden (expose=false)
-    repairable: Callable[[int], bool] = lambda pg: True
     undo: List[str] = ()  # type: ignore[assignment]
     severity: str = "error"  # a warning leaves the project clean
 
 
-NEVER = lambda pg: False  # noqa: E731
-PG15_ONLY = lambda pg: pg < 160000  # noqa: E731
+# Drift is made as the superuser (the runtime role holds no ADMIN option on
+# a project's roles on PostgreSQL 16+, so it could not make most of it), or
+# as the runtime role where it still can ("postgres: "). Either way it is
+# repaired on every version, including what only a superuser may set: the
+# repairs run through the role functions, owned by the bootstrap superuser,
+# which revoke a membership whoever granted it.
 
 DRIFTS: Dict[str, Drift] = {
     "role_missing": Drift("role_missing", ["drop owned by {s}_anon", "drop role {s}_anon"], "role {s}_anon"),
     "role_attributes_login": Drift("role_attributes", ["alter role {s}_anon login"], "role {s}_anon"),
     "role_attributes_noinherit": Drift("role_attributes", ["alter role {s}_service_role noinherit"], "role {s}_service_role"),
     "role_attributes_createdb": Drift("role_attributes", ["alter role {s}_owner createdb"], "role {s}_owner"),
-    "role_privileged_attribute": Drift("role_privileged_attribute", ["alter role {s}_anon bypassrls"], "role {s}_anon",
-                                       repairable=NEVER, undo=["alter role {s}_anon nobypassrls"]),
-    "membership_missing_owner": Drift("membership_missing", ["postgres: revoke {s}_owner from {s}_service_role"],
+    "role_privileged_attribute": Drift("role_privileged_attribute", ["alter role {s}_anon bypassrls"], "role {s}_anon"),
+    "role_privileged_attribute_superuser": Drift("role_privileged_attribute", ["alter role {s}_owner superuser"],
+                                                 "role {s}_owner", undo=["alter role {s}_owner nosuperuser"]),
+    "membership_missing_owner": Drift("membership_missing", ["revoke {s}_owner from {s}_service_role"],
                                       "{s}_service_role in {s}_owner"),
-    "membership_missing_class": Drift("membership_missing", ["postgres: revoke authenticated from {s}_authenticated"],
+    "membership_missing_class": Drift("membership_missing", ["revoke authenticated from {s}_authenticated"],
                                       "{s}_authenticated in authenticated"),
-    "membership_missing_auth": Drift("membership_missing", ["postgres: revoke supabase_connector_auth from {s}_owner"],
+    "membership_missing_auth": Drift("membership_missing", ["revoke supabase_connector_auth from {s}_owner"],
                                      "{s}_owner in supabase_connector_auth"),
     # the runtime role borrows the owner per action; a kept grant is reported
-    "membership_lasting_runtime": Drift("membership_lasting", ["postgres: grant {s}_owner to postgres"],
+    "membership_lasting_runtime": Drift("membership_lasting", ["grant {s}_owner to postgres"],
                                         "postgres in {s}_owner", severity="warning"),
-    "membership_extra_class": Drift("membership_extra", ["postgres: grant {s}_authenticated to {s}_anon"],
+    "membership_extra_class": Drift("membership_extra", ["grant {s}_authenticated to {s}_anon"],
                                     "{s}_anon in {s}_authenticated"),
     "membership_extra_global": Drift("membership_extra", ["postgres: grant service_role to {s}_service_role"],
                                      "{s}_service_role in service_role"),
     "membership_extra_by_superuser": Drift("membership_extra", ["grant {s}_owner to {s}_anon"], "{s}_anon in {s}_owner",
-                                           repairable=PG15_ONLY, undo=["revoke {s}_owner from {s}_anon"]),
+                                           undo=["revoke {s}_owner from {s}_anon"]),
     "schema_missing": Drift("schema_missing", ["drop schema {s} cascade"], "schema {s}"),
     "schema_owner": Drift("schema_owner", ["alter schema {s} owner to postgres"], "schema {s}"),
     "schema_usage_missing": Drift("schema_usage_missing", ["revoke usage on schema {s} from {s}_anon"], "schema {s}"),
@@ -737,17 +759,20 @@ DRIFTS: Dict[str, Drift] = {
         "pgrst.db_schemas", setup="hidden"),
     "role_extra": Drift("role_extra", ["postgres: create role {s}_authenticator login noinherit"], "role {s}_authenticator"),
     "role_extra_by_superuser": Drift("role_extra", ["create role {s}_authenticator login noinherit"], "role {s}_authenticator",
-                                     repairable=PG15_ONLY, undo=["drop role if exists {s}_authenticator"]),
+                                     undo=["drop role if exists {s}_authenticator"]),
     "lease_role_orphan_revoked": Drift("lease_role_orphan",
                                        ["update supabase_connector.leases set revoked_at = now() where lease_id = '{lease_id}'"],
                                        "role {lease_role}", setup="lease"),
     "lease_role_orphan_by_superuser": Drift("lease_role_orphan", ["create role {orphan} nologin in role {s}_authenticated"],
-                                            "role {orphan}", repairable=PG15_ONLY, undo=["drop role if exists {orphan}"]),
+                                            "role {orphan}", undo=["drop role if exists {orphan}"]),
+    # the second role of a lease of bootstrap version 1, left behind
+    "lease_role_orphan_v1_anon": Drift("lease_role_orphan", ["create role {orphan}_anon nologin in role {s}_anon"],
+                                       "role {orphan}_anon", undo=["drop role if exists {orphan}_anon"]),
     "lease_role_missing": Drift("lease_role_missing", ["drop owned by {lease_role}", "drop role {lease_role}"], "lease {lease_id}",
                                 setup="lease"),
     "isolated_login_role_missing": Drift("role_missing", ["drop owned by {s}_authenticator", "drop role {s}_authenticator"],
                                          "role {s}_authenticator", setup="isolated"),
-    "isolated_membership_missing": Drift("membership_missing", ["postgres: revoke {s}_anon from {s}_authenticator"],
+    "isolated_membership_missing": Drift("membership_missing", ["revoke {s}_anon from {s}_authenticator"],
                                          "{s}_authenticator in {s}_anon", setup="isolated"),
 }
 
@@ -798,7 +823,6 @@ def test_drift_is_reported_and_repaired(stack: Any, executor: SupabaseExecutor, 
     migrate(executor, slug, [BASE_OBJECTS])
     ctx = Ctx(slug, f"proj_{slug}", f"proj_{neighbour}", pg_version, state.get("lease"))
     obj = ctx.fmt(drift.obj)
-    repairable = drift.repairable(pg_version)
     baseline = executor.execute("verify_database_project", {"project": slug})
     assert baseline["clean"] is True and errors(baseline) == [], baseline
 
@@ -808,7 +832,7 @@ def test_drift_is_reported_and_repaired(stack: Any, executor: SupabaseExecutor, 
         found = [f for f in report["projects"][0]["findings"] if f["code"] == drift.code and f["object"] == obj]
         assert found, json.dumps(report, indent=1)
         for f in found:
-            assert f["severity"] == drift.severity and f["repairable"] is repairable and f["repaired"] is False
+            assert f["severity"] == drift.severity and f["repairable"] is True and f["repaired"] is False
             assert f["expected"] and f["actual"] and f["expected"] != f["actual"]
         assert report["clean"] is (drift.severity != "error")
         # the top level holds every finding too, each naming its project
@@ -818,23 +842,22 @@ def test_drift_is_reported_and_repaired(stack: Any, executor: SupabaseExecutor, 
 
         repaired = executor.execute("verify_database_project", {"project": slug, "repair": True})
         mine = [f for f in repaired["projects"][0]["findings"] if f["code"] == drift.code and f["object"] == obj]
-        assert mine and all(f["repaired"] is repairable for f in mine)
+        assert mine and all(f["repaired"] is True for f in mine)
         after = executor.execute("verify_database_project", {"project": slug})
         left = [f for f in after["projects"][0]["findings"] if f["code"] == drift.code and f["object"] == obj]
-        if repairable:
-            assert left == [] and after["clean"] is True and errors(after) == [], json.dumps(after, indent=1)
-        else:
-            assert left and after["clean"] is (drift.severity != "error")
+        assert left == [] and after["clean"] is True and errors(after) == [], json.dumps(after, indent=1)
     finally:
-        for sql in drift.undo:
+        for sql in drift.undo:  # only if the repair failed: leave the stack as it was
             admin.run(ctx.fmt(sql))
-    if not repairable:
-        assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
     if drift.setup == "isolated" and drift.code == "role_missing":
         # the recreated API login role logs in with the password kept in OpenBao
         password = bao_secret(stack, f"projects/{slug}")["AUTHENTICATOR_PASSWORD"]
-        with psycopg.connect(host=info(stack, "host"), port=info(stack, "port"), dbname="postgres",
-                             user=f"{ctx.s}_authenticator", password=password, connect_timeout=5) as conn:
+        try:
+            conn = psycopg.connect(host=info(stack, "host"), port=info(stack, "port"), dbname="postgres",
+                                   user=f"{ctx.s}_authenticator", password=password, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            raise AssertionError(f"the recreated login role cannot log in with its password from OpenBao: {e.sqlstate}") from None
+        with conn:
             assert conn.execute("select current_user").fetchone() == (f"{ctx.s}_authenticator",)
 
 
@@ -849,8 +872,9 @@ def test_repairing_an_orphaned_lease_role_ends_its_sessions(executor: SupabaseEx
         assert session.execute("select 1").fetchone() == (1,)
         admin.run("update supabase_connector.leases set revoked_at = now() where lease_id = %s", (lease["lease_id"],))
         report = executor.execute("verify_database_project", {"project": slug, "repair": True})
+        # one role per database lease: the repair drops `lease_<hex>`, and only it
         assert {f["object"] for f in report["projects"][0]["findings"] if f["code"] == "lease_role_orphan" and f["repaired"]} == {
-            f"role {lease['database']['user']}", f"role {lease['database']['user']}_anon"}
+            f"role {lease['database']['user']}"}
         with pytest.raises(psycopg.OperationalError):
             session.execute("select 1")
     finally:

@@ -3,9 +3,12 @@
 On 16+ granting a role needs ADMIN OPTION on it, a role's creator gets an
 ADMIN-only membership (INHERIT FALSE, SET FALSE) unless
 `createrole_self_grant` says otherwise, and `GRANT … WITH INHERIT …, SET …`
-sets the options per grant. The connector must work the same whatever
-`createrole_self_grant` is, and bootstrap must refuse, changing nothing,
-when the runtime role lacks ADMIN OPTION on the API roles.
+sets the options per grant. The connector makes every role statement
+through the bootstrap's role functions (owned by the superuser), so the
+runtime role creates no project or lease role itself and holds no
+membership, ADMIN or other, in any of them, whatever
+`createrole_self_grant` is; bootstrap must refuse, changing nothing, when
+the runtime role lacks ADMIN OPTION on the API roles.
 
 The lifecycle tests start stacks of their own (PostgreSQL 18 only: skipped
 unless 18 is in STACK_PG_VERSIONS); the plan test uses the session stack of
@@ -15,6 +18,7 @@ every version.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, Iterator, List, Tuple
 
 import psycopg
@@ -60,6 +64,20 @@ def global_catalog(admin: Admin) -> Dict[str, Any]:
         ),
         "event_triggers": admin.rows("select evtname, evtenabled from pg_event_trigger order by 1"),
     }
+
+
+#: A role statement made directly (the connector makes none: role functions do).
+ROLE_DDL = re.compile(r'^\s*((CREATE|ALTER|DROP) ROLE|(GRANT|REVOKE) "[^"]+" (TO|FROM))', re.I)
+
+
+def runtime_memberships(admin: Admin) -> List[tuple]:
+    """Every membership (ADMIN-only ones included) the runtime role holds in
+    a project's or a lease's role."""
+    return admin.rows(
+        "select g.rolname::text, a.admin_option, a.grantor::regrole::text from pg_auth_members a "
+        "join pg_roles g on g.oid = a.roleid where a.member = 'postgres'::regrole "
+        "and (g.rolname like 'proj\\_%%' or g.rolname like 'lease\\_%%') order by 1"
+    )
 
 
 def served(admin: Admin) -> List[str]:
@@ -108,7 +126,7 @@ def test_bootstrap_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecutor]) -> None:
     # idempotent: a second run changes nothing
     before = global_catalog(admin)
     out = cli("bootstrap", "--database-url", info(s, "admin_url"), "--output", "json", check=True)
-    assert json.loads(out.stdout)["previous_version"] == 1
+    assert json.loads(out.stdout)["previous_version"] == 2
     assert global_catalog(admin) == before
 
 
@@ -119,24 +137,37 @@ def test_plan_and_provisioning_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecuto
     schema = f"proj_{slug}"
     before = global_catalog(admin)
     plan = ex.execute("upsert_database_project_access", {"project": slug, "dry_run": True})
-    assert f'GRANT "{schema}_owner" TO "postgres" WITH INHERIT TRUE, SET TRUE' in plan["statements"]
-    assert plan["statements"][-1] == f'REVOKE "{schema}_owner" FROM "postgres"', "the owner is borrowed, not kept"
+    # role statements are calls of the role functions, which pick the grant options
+    assert f'select supabase_connector.role_create($1) -- ["{schema}_owner"]' in plan["statements"]
+    assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_owner","postgres"]' in plan["statements"]
+    assert plan["statements"][-1] == f'select supabase_connector.role_revoke($1, $2) -- ["{schema}_owner","postgres"]', \
+        "the owner is borrowed, not kept"
+    assert not [st for st in plan["statements"] if ROLE_DDL.match(st)]
     assert global_catalog(admin) == before, "a dry run changed the catalog"
 
     state = ex.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
     assert state["schema"] == schema
     assert admin.value("select nspowner::regrole::text from pg_namespace where nspname = %s", (schema,)) == f"{schema}_owner"
-    # what is left on the owner is the creator's ADMIN-only membership: the
-    # plan's own grant (which a self-grant of INHERIT, SET coincides with) is
-    # given back. With createrole_self_grant the runtime role still reaches
-    # the owner's privileges, through its self-granted service role.
-    self_grant = admin.value("show createrole_self_grant") != ""
+    # the runtime role created none of the project's roles (the role functions
+    # did, as the bootstrap superuser): no ADMIN-only membership is left on
+    # them, and `createrole_self_grant` adds none; the borrowed owner is given back
+    assert runtime_memberships(admin) == []
+    for cls in ("owner", "service_role", "authenticated", "anon"):
+        for priv in ("USAGE", "SET", "MEMBER"):
+            assert admin.value(f"select pg_has_role('postgres', %s, '{priv}')", (f"{schema}_{cls}",)) is False, (cls, priv)
+    # the class roles' memberships carry the options the contract defines
     assert admin.rows(
-        "select admin_option, inherit_option, set_option, grantor::regrole::text from pg_auth_members "
-        "where roleid = %s::regrole and member = 'postgres'::regrole",
-        (f"{schema}_owner",),
-    ) == [(True, False, False, "supabase_admin")]
-    assert admin.value("select pg_has_role('postgres', %s, 'USAGE')", (f"{schema}_owner",)) is self_grant
+        "select g.rolname::text, m.rolname::text, a.admin_option, a.inherit_option, a.set_option from pg_auth_members a "
+        "join pg_roles g on g.oid = a.roleid join pg_roles m on m.oid = a.member "
+        "where g.rolname like %s or m.rolname like %s order by 1, 2", (schema + "\\_%", schema + "\\_%")) == sorted([
+            ("anon", f"{schema}_anon", False, True, True),
+            ("authenticated", f"{schema}_authenticated", False, True, True),
+            (f"{schema}_anon", "authenticator", False, False, True),
+            (f"{schema}_authenticated", "authenticator", False, False, True),
+            (f"{schema}_owner", f"{schema}_service_role", False, True, True),
+            (f"{schema}_service_role", "authenticator", False, False, True),
+            ("supabase_connector_auth", f"{schema}_owner", False, True, True),
+        ])
     for cls, global_role in (("authenticated", "authenticated"), ("anon", "anon")):
         assert admin.value("select pg_has_role(%s, %s, 'USAGE')", (f"{schema}_{cls}", global_role)) is True
     assert admin.value("select pg_has_role(%s, 'supabase_connector_auth', 'USAGE')", (f"{schema}_owner",)) is True
@@ -152,6 +183,7 @@ def test_plan_and_provisioning_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecuto
         assert admin.value("select pg_has_role(%s, %s, 'SET') and not pg_has_role(%s, %s, 'USAGE')", (login, f"{schema}_{cls}") * 2)
     report = ex.execute("verify_database_project", {"project": slug})
     assert report["clean"] is True, report
+    assert runtime_memberships(admin) == []
     ex.execute("remove_database_project", {"project": slug, "drop_data": True})
     assert global_catalog(admin) == before
 
@@ -166,12 +198,14 @@ def test_lease_lifecycle_and_drop_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExec
     state = ex.execute("upsert_database_project_access", {"project": slug})
     lease = state["lease"]
     role = lease["database"]["user"]
-    anon_role = role + "_anon"
-    assert admin.value("select count(*) from pg_roles where rolname in (%s, %s)", (role, anon_role)) == 2
+    # one login role per database lease, made by `lease_role_create`: the
+    # runtime role holds no membership in it
+    assert admin.value("select count(*) from pg_roles where rolname like %s", (role + "%",)) == 1
+    assert runtime_memberships(admin) == []
     api = pgrest.Client(info(s, "authenticator_url"), str(info(s, "secrets")["JWT_SECRET"]))
     try:
         # a database session of the lease creates a table (owned by the project through
-        # `ALTER ROLE … SET role`) and one as the lease role itself (`SET ROLE NONE`)
+        # `role` in its connection options) and one as the lease role itself (`SET ROLE NONE`)
         work = psycopg.connect(lease["database"]["url"], autocommit=True)
         work.execute("create table notes (id bigint generated always as identity primary key, body text)")
         work.execute("insert into notes (body) values ('one')")
@@ -199,26 +233,28 @@ def test_lease_lifecycle_and_drop_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExec
             with pytest.raises(psycopg.OperationalError):
                 conn.execute("select 1")
             conn.close()
-        assert admin.value("select count(*) from pg_roles where rolname in (%s, %s)", (role, anon_role)) == 0
+        assert admin.value("select count(*) from pg_roles where rolname = %s", (role,)) == 0
+        assert runtime_memberships(admin) == []
         assert admin.value("select relowner::regrole::text from pg_class where oid = %s::regclass", (f"{schema}.scratch",)) == f"{schema}_owner"
         assert admin.value("select count(*) from pg_stat_activity where usename = %s", (role,)) == 0
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(lease["database"]["url"], connect_timeout=5).close()
-        with pytest.raises(pgrest.ApiError):
+        with pytest.raises(pgrest.ApiError) as err:
             api.request(lease["api"]["access_token"], schema, "select 1")
-        # the data stayed, owned by the project; verify reports the reassigned table's missing
-        # class grants (made for objects the owner creates), and the next upsert brings it in line
-        findings = ex.execute("verify_database_project", {"project": slug})["projects"][0]["findings"]
-        assert {(f["code"], f["object"]) for f in findings} == {("privileges_missing", f"table {schema}.scratch")}, findings
-        ex.execute("upsert_database_project_access", {"project": slug, "issue_lease": False})
-        assert ex.execute("verify_database_project", {"project": slug})["clean"] is True
+        assert (err.value.kind, err.value.status) == ("pre_request", 401)
+        # the data stayed, owned by the project, and the revocation gave the reassigned
+        # table the class grants the owner's own objects get: nothing to repair
+        assert ex.execute("verify_database_project", {"project": slug})["projects"][0]["findings"] == []
+        assert admin.value("select has_table_privilege(%s, %s, 'INSERT') and has_table_privilege(%s, %s, 'SELECT')",
+                           (f"{schema}_authenticated", f"{schema}.scratch", f"{schema}_anon", f"{schema}.scratch")) is True
         assert api.request(user["api"]["access_token"], schema, "select count(*) from scratch") == [(0,)]
         assert api.request(user["api"]["access_token"], schema, "select count(*) from notes") == [(0,)]
 
         dropped = ex.execute("remove_database_project", {"project": slug, "drop_data": True})
         assert dropped["state"] == "dropped"
-        with pytest.raises(pgrest.ApiError):
+        with pytest.raises(pgrest.ApiError) as err:
             api.request(user["api"]["access_token"], schema, "select 1")
+        assert err.value.kind == "role_switch" and "does not exist" in str(err.value)
     finally:
         api.close()
 
@@ -261,7 +297,7 @@ def test_bootstrap_refuses_without_admin_option() -> None:
         # with the grant Supabase's images make, the same command succeeds
         admin.run("grant authenticated to postgres with admin option")
         bootstrap(s)
-        assert admin.value("select (value #>> '{}')::int from supabase_connector.meta where key = 'bootstrap_version'") == 1
+        assert admin.value("select (value #>> '{}')::int from supabase_connector.meta where key = 'bootstrap_version'") == 2
     finally:
         admin.conn.close()
         s.down()
@@ -270,17 +306,20 @@ def test_bootstrap_refuses_without_admin_option() -> None:
 # ------------------------------------------------------------ the plan, on every version
 
 
-def test_plan_grant_form_follows_server_version(stack: Stack, executor: SupabaseExecutor, admin: Admin) -> None:
+def test_plan_calls_the_role_functions_on_every_version(stack: Stack, executor: SupabaseExecutor, admin: Admin) -> None:
+    """The plan is the same on every version: role statements are calls of
+    the role functions (which pick the version's grant options themselves)."""
     slug = new_slug("g")
     schema = f"proj_{slug}"
     plan = executor.execute("upsert_database_project_access", {"project": slug, "dry_run": True})
     assert plan["dry_run"] is True
-    grants = [st for st in plan["statements"] if st.startswith(f'GRANT "{schema}_owner" TO "postgres"')]
-    if int(info(stack, "pg_version")) >= 16:
-        assert grants == [f'GRANT "{schema}_owner" TO "postgres" WITH INHERIT TRUE, SET TRUE']
-    else:
-        assert grants == [f'GRANT "{schema}_owner" TO "postgres"']
-        assert not any("WITH INHERIT" in st or "SET TRUE" in st for st in plan["statements"])
+    calls = [st for st in plan["statements"] if st.startswith("select supabase_connector.role_")]
+    assert calls[0] == f'select supabase_connector.role_create($1) -- ["{schema}_owner"]'
+    assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_owner","postgres"]' in calls
+    for cls in ("service_role", "authenticated", "anon"):
+        assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_{cls}","authenticator"]' in calls
+    assert calls[-1] == plan["statements"][-1] == f'select supabase_connector.role_revoke($1, $2) -- ["{schema}_owner","postgres"]'
+    assert not [st for st in plan["statements"] if ROLE_DDL.match(st) or "WITH INHERIT" in st.upper()], plan["statements"]
     # the plan applied nothing
     assert admin.value("select count(*) from pg_roles where rolname like %s", (schema + "\\_%",)) == 0
     assert admin.value("select to_regnamespace(%s)", (schema,)) is None

@@ -63,7 +63,8 @@ def dedicated_api(stack: Any, state: Dict[str, Any], jwt_secret: str) -> pgrest.
     dsn = pg["PGRST_DB_URI"].replace("postgresql://", "postgresql://", 1)
     user_host = dsn.split("://", 1)[1]
     user, rest = user_host.split("@", 1)
-    return pgrest.Client(f"postgresql://{user}:{password}@{rest}", jwt_secret)
+    return pgrest.Client(f"postgresql://{user}:{password}@{rest}", jwt_secret, anon_role=pg["PGRST_DB_ANON_ROLE"],
+                         pre_request=pg["PGRST_DB_PRE_REQUEST"])
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +122,17 @@ def test_isolated_state_and_catalog(stack: Any, isolated: Dict[str, Any], admin:
         assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (f"{s}_{cls}",)) is False, cls
         if cls != "owner":
             assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (f"{s}_authenticator", f"{s}_{cls}")) is True
+    # the project's class roles are granted to its own authenticator (16+:
+    # SET without INHERIT); no authenticator holds a lease's login role
+    can_set = "SET" if int(info(stack, "pg_version")) >= 16 else "MEMBER"
+    for cls in ("service_role", "authenticated", "anon"):
+        assert admin.value(f"select pg_has_role(%s, %s, '{can_set}')", (f"{s}_authenticator", f"{s}_{cls}")) is True, cls
+        assert admin.value("select pg_has_role(%s, %s, 'USAGE')", (f"{s}_authenticator", f"{s}_{cls}")) is False, cls
     lease_role = isolated["lease"]["database"]["user"]
-    assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (lease_role,)) is False
-    assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (f"{s}_authenticator", lease_role)) is True
+    for login in ("authenticator", f"{s}_authenticator"):
+        assert admin.value("select pg_has_role(%s, %s, 'MEMBER')", (login, lease_role)) is False, login
+    # its PostgREST checks every request's lease
+    assert isolated["postgrest"]["PGRST_DB_PRE_REQUEST"] == "supabase_connector_api.pre_request"
     served = admin.value("select array_to_string(setconfig, ',') from pg_db_role_setting where setrole = 'authenticator'::regrole and setdatabase = 0")
     assert s not in served.split("=", 1)[1].split(",")
 
@@ -144,6 +153,12 @@ def test_isolated_mode_hop_is_refused(
             assert err.value.pgcode == "42501", target
         # A's tokens work through A's authenticator, not through the central one
         assert own.allowed(isolated["lease"]["api"]["publishable_token"], s, "select 1")
+        # a request without a token runs as the anonymous role (`PGRST_DB_ANON_ROLE`
+        # = the project's anon class role), and the lease check refuses it
+        with pytest.raises(pgrest.ApiError) as err:
+            own.request(None, s, "select 1")
+        assert (err.value.kind, err.value.pgcode, err.value.status) == ("pre_request", "PT401", 401)
+        assert "a lease's token is required" in str(err.value)
         with pytest.raises(pgrest.ApiError) as err:
             api.request(token, s, "select 1")
         assert err.value.kind == "role_switch"
@@ -197,16 +212,20 @@ def test_mode_switches_both_ways(stack: Any, executor: SupabaseExecutor, admin: 
     assert upsert(executor, slug, issue_lease=False)["statements"] == 0
 
 
-def test_isolated_verify_finds_and_repairs_drift(executor: SupabaseExecutor, admin: Admin) -> None:
+def test_isolated_verify_finds_and_repairs_drift(stack: Any, executor: SupabaseExecutor, admin: Admin) -> None:
     slug = new_slug("isv")
     s = f"proj_{slug}"
     upsert(executor, slug, isolation="isolated", issue_lease=False)
-    admin.run("set role postgres")  # the grantor (16+ revokes per grantor)
+    # drift made as the superuser: the runtime role holds no ADMIN option on
+    # the project's roles (16+), so it could not make it, and it cannot repair
+    # it by hand either; the role functions do
     admin.run(f"revoke {s}_anon from {s}_authenticator")
-    admin.run("reset role")
-    admin.run("set role postgres")  # drift made with the runtime role's rights is repairable on every version
     admin.run(f"grant {s}_anon to authenticator")
-    admin.run("reset role")
+    if int(admin.value("show server_version_num")) >= 160000:
+        for sql in (f"revoke {s}_anon from authenticator", f"grant {s}_anon to {s}_authenticator"):
+            with psycopg.connect(info(stack, "runtime_url"), autocommit=True) as runtime:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    runtime.execute(sql)
     report = executor.execute("verify_database_project", {"project": slug})
     codes = {f["code"] for f in report["projects"][0]["findings"]}
     assert {"membership_missing", "membership_extra"} <= codes
@@ -215,25 +234,25 @@ def test_isolated_verify_finds_and_repairs_drift(executor: SupabaseExecutor, adm
     assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (f"{s}_anon",)) is False
 
 
-def test_superuser_membership_is_reported_on_every_version(stack: Any, executor: SupabaseExecutor, admin: Admin) -> None:
+def test_superuser_membership_is_repaired_on_every_version(stack: Any, executor: SupabaseExecutor, admin: Admin) -> None:
+    """A membership a superuser granted (on 16+ only its grantor or a
+    superuser may revoke it) is reported and repaired on every version: the
+    repair runs through `role_revoke`, owned by the bootstrap superuser,
+    which revokes every grant of it whoever made it."""
     slug = new_slug("isg")
     s = f"proj_{slug}"
     upsert(executor, slug, isolation="isolated", issue_lease=False)
     admin.run(f"grant {s}_anon to authenticator")  # as supabase_admin
     try:
+        assert admin.value("select grantor::regrole::text from pg_auth_members where roleid = %s::regrole "
+                           "and member = 'authenticator'::regrole", (f"{s}_anon",)) == "supabase_admin"
         report = executor.execute("verify_database_project", {"project": slug, "repair": True})
         extra = [f for f in report["projects"][0]["findings"] if f["code"] == "membership_extra"]
-        assert len(extra) == 1 and extra[0]["object"] == f"authenticator in {s}_anon"
-        if int(info(stack, "pg_version")) >= 16:
-            # only the grantor or a superuser can revoke it: reported, not repaired
-            assert extra[0]["repairable"] is False and "supabase_admin" in extra[0]["actual"]
-            assert executor.execute("verify_database_project", {"project": slug})["clean"] is False
-        else:
-            assert extra[0]["repaired"] is True
-            assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
+        assert [(f["object"], f["repairable"], f["repaired"]) for f in extra] == [(f"authenticator in {s}_anon", True, True)]
+        assert admin.value("select pg_has_role('authenticator', %s, 'MEMBER')", (f"{s}_anon",)) is False
+        assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
     finally:
-        admin.run(f"revoke {s}_anon from authenticator")
-    assert executor.execute("verify_database_project", {"project": slug})["clean"] is True
+        admin.run(f"revoke {s}_anon from authenticator")  # only if the repair failed
 
 
 # ---------------------------------------------------------------- tenant_code

@@ -43,8 +43,10 @@ impl Steps {
 }
 
 /// One API request the way PostgREST makes it: verify the JWT, then in one
-/// transaction as `authenticator` set role, claims and search_path, and run
-/// the statement. Returns "ALLOWED", or "DENIED (reason)".
+/// transaction as `authenticator` set role, claims and search_path, run the
+/// `db-pre-request` check (`supabase_connector_api.pre_request()`: a token
+/// naming a project's class role needs a live lease), and run the
+/// statement. Returns "ALLOWED", or "DENIED (reason)".
 async fn api_request(
     authenticator_url: &str,
     jwt_secret: &Secret,
@@ -69,6 +71,9 @@ async fn api_request(
                 &[&format!("{schema}, public"), &role, &claims.to_string()],
             )
             .await?;
+        client
+            .batch_execute("select supabase_connector_api.pre_request()")
+            .await?;
         client.query(sql, &[]).await?;
         client.batch_execute("ROLLBACK").await
     }
@@ -76,16 +81,18 @@ async fn api_request(
     outcome(result)
 }
 
-/// "ALLOWED", or "DENIED (PostgreSQL's message)".
+/// "ALLOWED", or "DENIED (PostgreSQL's message)"; a `PTxxx` SQLSTATE (raised
+/// by the pre-request check) is the HTTP status PostgREST answers with.
 fn outcome(result: std::result::Result<(), tokio_postgres::Error>) -> String {
     match result {
         Ok(()) => "ALLOWED".into(),
-        Err(e) => format!(
-            "DENIED ({})",
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        ),
+        Err(e) => match e.as_db_error() {
+            Some(d) if d.code().code().starts_with("PT") => {
+                format!("DENIED ({}: {})", &d.code().code()[2..], d.message())
+            }
+            Some(d) => format!("DENIED ({})", d.message()),
+            None => format!("DENIED ({e})"),
+        },
     }
 }
 
@@ -298,7 +305,8 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
     }
     println!();
 
-    // Revoke alice's lease: her token stops working at once.
+    // Revoke alice's lease: her token stops working at once (the class role
+    // it names stays; the pre-request check finds the lease revoked).
     let alice_token = contributor["api"]["access_token"]
         .as_str()
         .unwrap_or_default()
@@ -314,7 +322,7 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
     println!();
     steps
         .astep(
-            "revoke_database_lease (alice): NOLOGIN, end sessions, reassign, drop role",
+            "revoke_database_lease (alice): lease marked revoked, its login role NOLOGIN, sessions ended, dropped",
             connector.execute(
                 "revoke_database_lease",
                 json!({"lease_id": contributor["lease_id"]}),
@@ -331,8 +339,13 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
     .await;
     println!("  alice's token before revoke: {before}");
     println!("  alice's token after revoke:  {after}");
-    if after == "ALLOWED" {
-        surprises.push("revoked token still works".into());
+    if before != "ALLOWED" {
+        surprises.push(format!("live token refused: {before}"));
+    }
+    if after != "DENIED (401: lease revoked or expired)" {
+        surprises.push(format!(
+            "revoked token not refused by the lease check: {after}"
+        ));
     }
 
     println!("\nThe env a workspace of acme gets (secrets masked; --show-secrets prints them):\n");

@@ -60,6 +60,35 @@ end
 $$;
 revoke all on supabase_connector.pools from public, anon, authenticated, service_role, authenticator;
 
+-- The role functions act on names they read from the registry, which the
+-- runtime role writes: these constraints (which it cannot drop) tie every
+-- such name to the connector's own namespace, so no registry row can point
+-- a function at a schema or role outside it (a superuser's password, a
+-- foreign schema dropped with CASCADE). The runtime role reads `meta` only:
+-- the runtime role recorded there is the one member that may borrow owners.
+do $$
+declare
+  v_runtime text := current_setting('supabase_connector.runtime_role');
+  v_check record;
+begin
+  for v_check in
+    select * from (values
+      ('supabase_connector.projects'::regclass, 'projects_schema_name_is_derived',
+       $c$check (schema_name = 'proj_' || replace(slug, '-', '_'))$c$),
+      ('supabase_connector.leases'::regclass, 'leases_role_names_are_derived',
+       $c$check ((role_name is null or role_name = 'lease_' || replace(lease_id::text, '-', ''))
+                 and (anon_role_name is null or anon_role_name = role_name || '_anon'))$c$),
+      ('supabase_connector.pools'::regclass, 'pools_authenticator_is_derived',
+       $c$check (authenticator = 'supabase_connector_pool_' || name)$c$)) c(tbl, name, def)
+  loop
+    if not exists (select 1 from pg_constraint where conrelid = v_check.tbl and conname = v_check.name) then
+      execute format('alter table %s add constraint %I %s', v_check.tbl, v_check.name, v_check.def);
+    end if;
+  end loop;
+  execute format('revoke insert, update, delete, truncate on supabase_connector.meta from %I', v_runtime);
+end
+$$;
+
 -- 2. What a role name is ------------------------------------------------------
 
 -- The registered project (slug, schema) and kind of a project role
@@ -920,6 +949,28 @@ declare
   v_mode text;
   m record;
 begin
+  -- On 16+ the grants the runtime role made in project and lease roles
+  -- (a project's owner to its service class, a lease's role to
+  -- `authenticator`, …) hang on the ADMIN option it is about to give up:
+  -- this superuser makes them again, with the same options, and the runtime
+  -- role's own are revoked (its grants to itself simply go).
+  if current_setting('server_version_num')::int >= 160000 then
+    for m in
+      select g.rolname as role, r.rolname as member, a.admin_option, a.inherit_option, a.set_option
+      from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles r on r.oid = a.member
+      where a.grantor = v_runtime::regrole
+        and (g.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
+             or exists (select 1 from supabase_connector.project_role(g.rolname)))
+      order by g.rolname, r.rolname
+    loop
+      if m.member <> v_runtime then
+        execute format('grant %I to %I with admin %s, inherit %s, set %s',
+                       m.role, m.member, m.admin_option::text, m.inherit_option::text, m.set_option::text);
+      end if;
+      execute format('revoke %I from %I granted by %I', m.role, m.member, v_runtime);
+    end loop;
+  end if;
+
   -- The runtime role gives up every membership it holds in project and
   -- lease roles (on 16+ the ADMIN ones its CREATE ROLE left, and those
   -- `createrole_self_grant` added; kept owners of earlier versions).

@@ -418,7 +418,8 @@ fn split_column(object: &str) -> Option<(&str, &str)> {
 /// The repairs in order: the diff's own plan (registry row, roles,
 /// memberships, then the owner's objects with the owner borrowed), then the
 /// other findings' repairs, which act on the owner's objects too, before
-/// the owner is given back.
+/// the owner is given back. `passwords` (of recreated API login roles)
+/// follow their role's creation.
 fn repair_statements(
     changes: &[Change],
     extra: &[Finding],
