@@ -93,12 +93,18 @@ class Client:
                     except psycopg.Error as e:
                         raise ApiError("role_switch", str(e).strip(), e.sqlstate, _status(e.sqlstate, anonymous)) from None
                     # PostgREST applies the settings of the role it switched
-                    # to (not of that role's parents), such as statement_timeout
+                    # to (not of that role's parents), such as statement_timeout:
+                    # as its queryRoleSettings reads them, cluster-wide settings
+                    # of roles its login role is a direct member of, that a
+                    # session may set, values lowercased
                     cur.execute(
-                        "select split_part(c, '=', 1), substr(c, strpos(c, '=') + 1) "
-                        "from pg_db_role_setting s join pg_roles r on r.oid = s.setrole, unnest(s.setconfig) c "
-                        "where r.rolname = %s and s.setdatabase in (0, (select oid from pg_database where datname = current_database())) "
-                        "order by s.setdatabase",
+                        "with kv as (select r.rolname, substr(c, 1, strpos(c, '=') - 1) as key, "
+                        "lower(substr(c, strpos(c, '=') + 1)) as value "
+                        "from pg_auth_members m join pg_roles r on r.oid = m.roleid, unnest(r.rolconfig) c "
+                        "where m.member = session_user::regrole) "
+                        "select kv.key, kv.value from kv join pg_settings ps on ps.name = kv.key "
+                        "where kv.rolname = %s and (ps.context = 'user' "
+                        "or has_parameter_privilege(session_user::regrole::oid, ps.name, 'set'))",
                         (role,),
                     )
                     for name, value in cur.fetchall():

@@ -136,7 +136,8 @@ def test_exposure_and_notifications(stack: Any, executor: SupabaseExecutor, admi
     assert schemas[:3] == ["public", "storage", "graphql_public"]
     assert f"proj_{a}" in schemas and f"proj_{b}" in schemas
     registered = [r[0] for r in admin.rows(
-        "select schema_name from supabase_connector.projects where state = 'active' and exposed and isolation = 'shared' order by 1")]
+        "select schema_name from supabase_connector.projects where state = 'active' and exposed and isolation = 'shared' "
+        "and pool = 'central' order by 1")]
     assert schemas[3:] == registered  # computed from the registry, in a stable order
     # expose=false takes it out, and the stored setting sticks on a later upsert
     upsert(executor, a, expose=False)

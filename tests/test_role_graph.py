@@ -528,8 +528,10 @@ def test_runtime_role_holds_no_project_or_lease_role_on_pg18(
         "join pg_roles g on g.oid = a.roleid join pg_roles m on m.oid = a.member "
         "where (g.rolname like %s or m.rolname like %s) and m.rolname not like 'lease\\_%%' order by 1, 2",
         (s + "\\_%", s + "\\_%")) == sorted([
-            ("anon", f"{s}_anon", False, True, True),
-            ("authenticated", f"{s}_authenticated", False, True, True),
+            # Supabase's roles are held without SET: no login role that
+            # switches to a class role can go on to them
+            ("anon", f"{s}_anon", False, True, False),
+            ("authenticated", f"{s}_authenticated", False, True, False),
             (f"{s}_anon", "authenticator", False, False, True),
             (f"{s}_authenticated", "authenticator", False, False, True),
             (f"{s}_owner", f"{s}_service_role", False, True, True),
@@ -702,13 +704,18 @@ def test_bootstrap_upgrades_a_version_1_registry(pg: str) -> None:
         assert admin.rows("select slug, schema_name, state, exposed, isolation, tenant_code, created_at "
                           "from supabase_connector.projects order by 1") == projects
         assert admin.rows(f"select * from {sa}.items order by id") == data
-        assert admin.rows("select rolname from pg_roles order by 1") == roles
+        # roles: the same, and the pools' anonymous role version 2 adds
+        assert admin.rows("select rolname from pg_roles where rolname <> 'supabase_connector_pool_anon' order by 1") == roles
+        assert admin.value("select count(*) from pg_roles where rolname = 'supabase_connector_pool_anon'") == 1
         # every membership but the runtime role's is kept, with its options (on
         # 16+ granted again by the superuser where the runtime role had granted
         # it); the served project's class roles are added for `authenticator`
         added = [(f"{sa}_{cls}", "authenticator", False, "false" if pg16 else None, "true" if pg16 else None)
                  for cls in CLASSES]
-        assert memberships_but_the_runtime_roles(admin) == sorted(members + added, key=repr)
+        # on 16+ class roles hold Supabase's anon and authenticated without SET
+        kept = [(r, m, adm, inh, "false" if pg16 and r in ("anon", "authenticated") and m.startswith("proj_") else st)
+                for (r, m, adm, inh, st) in members]
+        assert memberships_but_the_runtime_roles(admin) == sorted(kept + added, key=repr)
         # the upgraded graph: the runtime role holds nothing of the projects and
         # leases; `authenticator` holds the class roles of the served project
         # (not of the unexposed one) and runs the lease check

@@ -738,19 +738,27 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
-  v_role text := coalesce(nullif(current_setting('role', true), 'none'), v_claims ->> 'role', '');
+  -- the role PostgREST switched to, and the one the token names (they
+  -- differ only when the role's own settings set `role`, as a version-1
+  -- service lease's did)
+  v_role text := coalesce(nullif(current_setting('role', true), 'none'), '');
+  v_claimed text := coalesce(v_claims ->> 'role', v_role);
   v_jti text := v_claims ->> 'jti';
 begin
   if not (v_role like 'proj\_%' or v_role like 'lease\_%'
+          or v_claimed like 'proj\_%' or v_claimed like 'lease\_%'
           or coalesce(v_claims ->> 'iss', '') = 'supabase-connector') then
     return;
   end if;
   if v_jti ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' and exists (
-       select 1 from supabase_connector.leases l
+       select 1
+       from supabase_connector.leases l
+       cross join lateral (select 'proj_' || replace(l.project, '-', '_') as s) p
        where l.lease_id = v_jti::uuid and l.revoked_at is null and l.expires_at > now()
-         and v_role in ('proj_' || replace(l.project, '-', '_') || '_' || l.access_class,
-                        'proj_' || replace(l.project, '-', '_') || '_anon',
-                        l.role_name, l.anon_role_name)) then
+         and v_claimed in (p.s || '_' || l.access_class, p.s || '_anon', l.role_name, l.anon_role_name)
+         and (v_role = v_claimed
+              -- a version-1 service lease's role switched on to its owner
+              or (l.anon_role_name is not null and l.access_class = 'service_role' and v_role = p.s || '_owner'))) then
     return;
   end if;
   if v_claims is null or v_claims = '{}' then
@@ -987,6 +995,23 @@ begin
       execute format('revoke %I from %I', m.role, v_runtime);
     end if;
   end loop;
+
+  -- On 16+ class roles hold Supabase's `authenticated` and `anon` without
+  -- SET (see membership_kind): the grants version 1 made with SET change
+  -- their options in place.
+  if current_setting('server_version_num')::int >= 160000 then
+    for m in
+      select g.rolname as role, r.rolname as member
+      from pg_auth_members a join pg_roles g on g.oid = a.roleid join pg_roles r on r.oid = a.member
+      where g.rolname in ('authenticated', 'anon')
+        and exists (select 1 from supabase_connector.project_role(r.rolname) x where x.kind = g.rolname)
+        and (to_jsonb(a) ->> 'set_option')::boolean
+      order by 1, 2
+    loop
+      perform supabase_connector.role_revoke(m.role, m.member);
+      perform supabase_connector.role_grant(m.role, m.member);
+    end loop;
+  end if;
 
   -- Tokens now name class roles: the API login role of every served
   -- project holds them. Tokens of version-1 leases (naming lease roles)
