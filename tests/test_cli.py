@@ -206,6 +206,23 @@ def test_demo_isolation_table(demo: DemoRun) -> None:
     assert "alice's token after revoke:  DENIED (401: lease revoked or expired)\n" in demo.stdout
 
 
+def test_demo_pools_table(demo: DemoRun) -> None:
+    """Two API pools: a token works only through its own pool's PostgREST,
+    and a project's own code switches into nothing outside its project."""
+    cells = dict(re.findall(r"^  ((?:initech|umbrella)\S*[^\n]*?)\s{2,}(ALLOWED|DENIED)(?: !!)?$", demo.stdout, re.M))
+    assert cells == {
+        "initech service token through pool eu1": "ALLOWED",
+        "initech service token through pool us1": "DENIED",
+        "umbrella service token through pool eu1": "DENIED",
+        "umbrella service token through pool us1": "ALLOWED",
+        "initech's own function switching into proj_umbrella_service_role": "DENIED",
+        "initech's own function switching into proj_umbrella_anon": "DENIED",
+        "initech's own function switching into service_role": "DENIED",
+        "initech's own function switching into authenticator": "DENIED",
+        "initech's own function switching into proj_initech_anon (its own)": "ALLOWED",
+    }, cells
+
+
 def test_demo_masks_secrets(demo: DemoRun) -> None:
     output = demo.stdout + demo.stderr
     for name, value in secret_values(demo.stack).items():

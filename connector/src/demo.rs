@@ -2,7 +2,9 @@
 //! the project's ephemeral stack (real PostgreSQL shaped like Supabase's
 //! database, real OpenBao dev server), bootstraps, provisions two projects,
 //! applies a migration to each, issues leases of each class, and shows
-//! isolation live with real queries made the way PostgREST makes them.
+//! isolation live with real queries made the way PostgREST makes them; then
+//! two API pools, each with a project, and what a token or a project's own
+//! code can reach through each pool's PostgREST.
 
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
@@ -43,7 +45,7 @@ impl Steps {
 }
 
 /// One API request the way PostgREST makes it: verify the JWT, then in one
-/// transaction as `authenticator` set role, claims and search_path, run the
+/// transaction as the API's login role (`login_url`) set role, claims and search_path, run the
 /// `db-pre-request` check (`supabase_connector_api.pre_request()`: a token
 /// naming a project's class role needs a live lease), and run the
 /// statement. Returns "ALLOWED", or "DENIED (reason)".
@@ -174,7 +176,7 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
             crate::bootstrap::run(&admin, None, "postgres"),
         )
         .await?;
-    let connector = Connector::new(config).await?;
+    let connector = Connector::new(config.clone()).await?;
     let jwt_secret = connector.secrets().await?.jwt_secret;
 
     let mut service = std::collections::BTreeMap::new();
@@ -348,6 +350,8 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
         ));
     }
 
+    let pools = pools_section(steps, stack, &config, &jwt_secret, &mut surprises).await?;
+
     println!("\nThe env a workspace of acme gets (secrets masked; --show-secrets prints them):\n");
     if let Some(env) = service["acme"]["env"].as_object() {
         for (k, v) in env {
@@ -365,8 +369,11 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
     }
     connector.close();
     if surprises.is_empty() {
-        println!("\nEvery cell matched the expected isolation: no credential reached another project, auth.users or the registry.");
-        Ok(json!({"matrix": matrix, "surprises": []}))
+        println!("\nEvery cell matched the expected isolation: no credential reached another project, auth.users or the registry,");
+        println!(
+            "and no token or project code on one API pool reached another pool or service_role."
+        );
+        Ok(json!({"matrix": matrix, "pools": pools, "surprises": []}))
     } else {
         println!("\nUNEXPECTED ({}):", surprises.len());
         for s in &surprises {
@@ -378,3 +385,147 @@ async fn demo_body(steps: &Steps, stack: &Stack, o: &DemoOptions) -> Result<Valu
         )
     }
 }
+
+/// The API pools, measured: two pools, a project on each with code of its
+/// own; each pool's PostgREST played by a session logged in as its login
+/// role. A token works only through its own pool, and the project's code
+/// cannot switch into the other pool's roles or Supabase's `service_role`.
+async fn pools_section(
+    steps: &Steps,
+    stack: &Stack,
+    base: &Config,
+    jwt_secret: &Secret,
+    surprises: &mut Vec<String>,
+) -> Result<Vec<Value>> {
+    let mut config = base.clone();
+    config.api.pools = ["eu1", "us1"]
+        .iter()
+        .map(|name| crate::config::PoolConfig {
+            name: name.to_string(),
+            url: Some(format!("http://localhost:8000/pools/{name}")),
+            max_projects: Some(10),
+        })
+        .collect();
+    let connector = Connector::new(config).await?;
+    let mut tokens = std::collections::BTreeMap::new();
+    for (project, pool) in [("initech", "eu1"), ("umbrella", "us1")] {
+        let state = steps
+            .astep(
+                &format!("upsert_database_project_access {project} on API pool {pool}: its login role holds this project's roles only"),
+                connector.execute("upsert_database_project_access", json!({"project": project, "pool": pool, "database": false})),
+            )
+            .await?;
+        steps
+            .astep(
+                &format!("apply_database_migrations {project}: notes, and a function that tries to switch roles"),
+                connector.execute("apply_database_migrations", json!({"project": project, "migrations": [
+                    {"version": "20260101000000", "name": "notes", "sql": MIGRATION},
+                    {"version": "20260101000001", "name": "hop", "sql": HOP}]})),
+            )
+            .await?;
+        let token = state["lease"]["api"]["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        tokens.insert(project, (token, pool));
+    }
+    let login_url = |pool: &str, password: &str| {
+        format!(
+            "postgresql://supabase_connector_pool_{pool}:{password}@{}:{}/postgres",
+            stack.get("host"),
+            stack.get("port")
+        )
+    };
+    let mut urls = std::collections::BTreeMap::new();
+    for pool in ["eu1", "us1"] {
+        let kv = connector
+            .openbao()?
+            .read_kv(&format!("pools/{pool}"))
+            .await?;
+        let password = kv
+            .get("AUTHENTICATOR_PASSWORD")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        urls.insert(pool, login_url(pool, &password));
+    }
+    println!("\nAPI pools, measured (each cell a real request the PostgREST way, as the pool's login role):\n");
+    let mut cells = Vec::new();
+    let (initech, _) = &tokens["initech"];
+    let mut cell = |what: String, outcome: String, expect: bool, surprises: &mut Vec<String>| {
+        let allowed = outcome == "ALLOWED";
+        let mark = if allowed == expect { "" } else { " !!" };
+        if !mark.is_empty() {
+            surprises.push(format!("{what}: {outcome}"));
+        }
+        println!(
+            "  {what:<70} {}{mark}",
+            if allowed { "ALLOWED" } else { "DENIED" }
+        );
+        cells.push(json!({"cell": what, "outcome": outcome, "expected_allowed": expect}));
+    };
+    for (project, (token, home)) in &tokens {
+        for pool in ["eu1", "us1"] {
+            let schema = format!("proj_{project}");
+            let outcome = api_request(
+                &urls[pool],
+                jwt_secret,
+                token,
+                &schema,
+                &format!("select * from {schema}.notes"),
+            )
+            .await;
+            cell(
+                format!("{project} service token through pool {pool}"),
+                outcome,
+                pool == *home,
+                surprises,
+            );
+        }
+    }
+    for target in [
+        "proj_umbrella_service_role",
+        "proj_umbrella_anon",
+        "service_role",
+        "authenticator",
+    ] {
+        let outcome = api_request(
+            &urls["eu1"],
+            jwt_secret,
+            initech,
+            "proj_initech",
+            &format!("select proj_initech.hop('{target}')"),
+        )
+        .await;
+        cell(
+            format!("initech's own function switching into {target}"),
+            outcome,
+            false,
+            surprises,
+        );
+    }
+    let outcome = api_request(
+        &urls["eu1"],
+        jwt_secret,
+        initech,
+        "proj_initech",
+        "select proj_initech.hop('proj_initech_anon')",
+    )
+    .await;
+    cell(
+        "initech's own function switching into proj_initech_anon (its own)".into(),
+        outcome,
+        true,
+        surprises,
+    );
+    connector.close();
+    Ok(cells)
+}
+
+/// A function a project installs that switches roles the way tenant code
+/// could, through the API's session.
+const HOP: &str = "create function hop(target text) returns text language plpgsql as $$
+begin
+  perform set_config('role', target, true);
+  return current_user;
+end $$;";
