@@ -525,8 +525,13 @@ impl Database {
         pg.connect_timeout(Duration::from_secs(
             config.database.pool_timeout_seconds.clamp(1, 30),
         ));
+        // Generic plans: every statement is prepared once per connection and
+        // its parameters never change its best plan (lookups by key), so
+        // PostgreSQL should not plan it again on every run (on 15 it keeps
+        // re-planning the project-state query: ~0.6 ms a no-op upsert).
         pg.options(format!(
-            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout=60000",
+            "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout=60000 \
+             -c plan_cache_mode=force_generic_plan",
             config.database.statement_timeout_ms, config.database.lock_timeout_ms
         ));
         let host = match pg.get_hosts().first() {

@@ -77,9 +77,10 @@ pub enum Change {
         schema: String,
         owner: String,
     },
+    /// `GRANT USAGE ON SCHEMA` to the class roles that lack it (one statement).
     GrantSchemaUsage {
         schema: String,
-        role: String,
+        roles: Vec<String>,
     },
     RevokeSchema {
         schema: String,
@@ -380,16 +381,20 @@ pub fn diff_project(
         .as_ref()
         .map(|s| s.grants.as_slice())
         .unwrap_or_default();
-    for role in class_roles {
-        if !schema_grants
-            .iter()
-            .any(|g| &g.grantee == role && g.privilege == "USAGE")
-        {
-            changes.push(Change::GrantSchemaUsage {
-                schema: n.schema.clone(),
-                role: role.clone(),
-            });
-        }
+    let lacking: Vec<String> = class_roles
+        .into_iter()
+        .filter(|role| {
+            !schema_grants
+                .iter()
+                .any(|g| &g.grantee == *role && g.privilege == "USAGE")
+        })
+        .cloned()
+        .collect();
+    if !lacking.is_empty() {
+        changes.push(Change::GrantSchemaUsage {
+            schema: n.schema.clone(),
+            roles: lacking,
+        });
     }
     let mut foreign: Vec<&String> = schema_grants
         .iter()
@@ -726,7 +731,11 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
             format!("CREATE SCHEMA {} AUTHORIZATION {}", ident(schema), ident(owner))
         }
         Change::AlterSchemaOwner { schema, owner } => format!("ALTER SCHEMA {} OWNER TO {}", ident(schema), ident(owner)),
-        Change::GrantSchemaUsage { schema, role } => format!("GRANT USAGE ON SCHEMA {} TO {}", ident(schema), ident(role)),
+        Change::GrantSchemaUsage { schema, roles } => format!(
+            "GRANT USAGE ON SCHEMA {} TO {}",
+            ident(schema),
+            roles.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", ")
+        ),
         Change::RevokeSchema { schema, grantee } => {
             format!("REVOKE ALL ON SCHEMA {} FROM {}", ident(schema), grantee_sql(grantee))
         }

@@ -546,7 +546,7 @@ proptest! {
             Change::BorrowOwner { owner: a.clone(), runtime: b.clone() },
             Change::CreateSchema { schema: a.clone(), owner: b.clone() },
             Change::AlterSchemaOwner { schema: a.clone(), owner: b.clone() },
-            Change::GrantSchemaUsage { schema: a.clone(), role: b.clone() },
+            Change::GrantSchemaUsage { schema: a.clone(), roles: vec![b.clone(), a.clone()] },
             Change::RevokeSchema { schema: a.clone(), grantee: b.clone() },
             Change::DefaultPrivileges { owner: a.clone(), schema: Some(b.clone()), grant: true,
                 privileges: "SELECT".into(), objects: "TABLES".into(), grantee: b.clone() },

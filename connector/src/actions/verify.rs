@@ -90,10 +90,10 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
             format!("owner {owner}"),
             "another owner".into(),
         ),
-        Change::GrantSchemaUsage { schema, role } => (
+        Change::GrantSchemaUsage { schema, roles } => (
             "schema_usage_missing",
             format!("schema {schema}"),
-            format!("USAGE for {role}"),
+            format!("USAGE for {}", roles.join(", ")),
             "no USAGE".into(),
         ),
         Change::RevokeSchema { schema, grantee } => (
