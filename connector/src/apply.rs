@@ -1,8 +1,8 @@
 //! Applying: the audit row every action writes, with secrets and migration
 //! text redacted, and the JSON a dry run returns.
 
-use crate::db::{Param, Statement};
 use crate::plan::Change;
+use crate::sql::{Param, Statement};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

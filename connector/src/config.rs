@@ -20,8 +20,9 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-    /// The secret as a bind parameter.
-    pub(crate) fn as_sql(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+    /// The secret as an owned string's reference (for binding it as a
+    /// statement parameter).
+    pub(crate) fn expose_string(&self) -> &String {
         &self.0
     }
 }

@@ -4,10 +4,9 @@
 
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+pub use crate::sql::{Param, ServerInfo, Statement};
 use crate::tls::LazyTls;
-use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -15,113 +14,25 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 /// The bootstrap version this build of the connector works with.
 pub const BOOTSTRAP_VERSION: i32 = 2;
 
-/// Facts about the server, read once per pool.
-#[derive(Debug, Clone)]
-pub struct ServerInfo {
-    /// `server_version_num`, e.g. 150018 or 180006.
-    pub version_num: i32,
-    /// The role actions run as (`postgres` on Supabase).
-    pub runtime_role: String,
-    pub dbname: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl ServerInfo {
-    /// PostgreSQL 16 changed the rules for granting roles.
-    pub fn pg16_grants(&self) -> bool {
-        self.version_num >= 160000
-    }
-}
-
-/// A bind parameter of a planned statement.
-#[derive(Debug, Clone)]
-pub enum Param {
-    Text(String),
-    OptText(Option<String>),
-    TextArray(Vec<String>),
-    Bool(bool),
-    Int(i32),
-    Int8(i64),
-    Uuid(Uuid),
-    OptUuid(Option<Uuid>),
-    UuidArray(Vec<Uuid>),
-    Time(DateTime<Utc>),
-    Json(Value),
-    /// A secret value (a SCRAM verifier): sent as a parameter, shown as `***`.
-    Secret(Secret),
-}
-
-impl Param {
-    pub fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Param::Text(v) => v,
-            Param::OptText(v) => v,
-            Param::TextArray(v) => v,
-            Param::Bool(v) => v,
-            Param::Int(v) => v,
-            Param::Int8(v) => v,
-            Param::Uuid(v) => v,
-            Param::OptUuid(v) => v,
-            Param::UuidArray(v) => v,
-            Param::Time(v) => v,
-            Param::Json(v) => v,
-            Param::Secret(v) => v.as_sql(),
-        }
-    }
-
-    fn display(&self) -> Value {
-        match self {
-            Param::Text(v) => Value::from(v.as_str()),
-            Param::OptText(v) => v.as_deref().map(Value::from).unwrap_or(Value::Null),
-            Param::TextArray(v) => Value::from(v.clone()),
-            Param::Bool(v) => Value::from(*v),
-            Param::Int(v) => Value::from(*v),
-            Param::Int8(v) => Value::from(*v),
-            Param::Uuid(v) => Value::from(v.to_string()),
-            Param::OptUuid(v) => v.map(|u| Value::from(u.to_string())).unwrap_or(Value::Null),
-            Param::UuidArray(v) => Value::from(v.iter().map(Uuid::to_string).collect::<Vec<_>>()),
-            Param::Time(v) => Value::from(v.to_rfc3339()),
-            Param::Json(v) => v.clone(),
-            Param::Secret(_) => Value::from("***"),
-        }
-    }
-}
-
-/// One SQL statement of a plan. DDL carries no parameters (PostgreSQL does
-/// not take them there); registry writes always do.
-#[derive(Debug, Clone)]
-pub struct Statement {
-    pub sql: String,
-    pub params: Vec<Param>,
-}
-
-impl Statement {
-    pub fn ddl(sql: impl Into<String>) -> Statement {
-        Statement {
-            sql: sql.into(),
-            params: vec![],
-        }
-    }
-    pub fn with(sql: impl Into<String>, params: Vec<Param>) -> Statement {
-        Statement {
-            sql: sql.into(),
-            params,
-        }
-    }
-    /// The statement as shown by `dry_run` and `plan`: parameters follow as a comment.
-    pub fn display(&self) -> String {
-        if self.params.is_empty() {
-            self.sql.clone()
-        } else {
-            let params: Vec<Value> = self.params.iter().map(Param::display).collect();
-            format!("{} -- {}", self.sql, Value::from(params))
-        }
+/// A planned statement's parameter, bound.
+pub(crate) fn bind(param: &Param) -> &(dyn ToSql + Sync) {
+    match param {
+        Param::Text(v) => v,
+        Param::OptText(v) => v,
+        Param::TextArray(v) => v,
+        Param::Bool(v) => v,
+        Param::Int(v) => v,
+        Param::Int8(v) => v,
+        Param::Uuid(v) => v,
+        Param::OptUuid(v) => v,
+        Param::UuidArray(v) => v,
+        Param::Time(v) => v,
+        Param::Json(v) => v,
+        Param::Secret(v) => v.expose_string(),
     }
 }
 
@@ -277,7 +188,7 @@ impl Conn {
                 owners.push(None);
             }
             futures.push(Box::pin(async move {
-                let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(Param::as_sql).collect();
+                let params: Vec<&(dyn ToSql + Sync)> = s.params.iter().map(bind).collect();
                 let statement = obj.prepare_cached(&s.sql).await?;
                 client.query(&statement, &params).await
             }));
@@ -379,6 +290,12 @@ impl Conn {
         };
         self.count(1, 1);
         Ok(n)
+    }
+
+    /// A planned statement's affected row count.
+    pub async fn execute_statement(&self, statement: &Statement) -> Result<u64> {
+        let params: Vec<&(dyn ToSql + Sync)> = statement.params.iter().map(bind).collect();
+        self.execute(&statement.sql, &params).await
     }
 
     /// Several parameterless statements in one round trip (simple protocol).

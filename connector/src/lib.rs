@@ -33,8 +33,10 @@ pub mod model;
 pub mod names;
 pub mod plan;
 pub mod secrets;
+pub mod sql;
 pub mod sqlscan;
 pub mod stack;
+pub mod state;
 pub mod tls;
 
 pub use config::Config;

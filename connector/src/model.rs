@@ -4,8 +4,8 @@
 
 use crate::config::{Config, Limits};
 use crate::error::Result;
-use crate::inspect::ProjectRow;
 use crate::names::{pool_authenticator, ProjectNames, AUTH_ROLE, CENTRAL_POOL};
+use crate::state::ProjectRow;
 use serde_json::Value;
 
 /// The desired state of one project.

@@ -3,11 +3,11 @@
 //! DDL the connector runs for a project is written here.
 
 use crate::config::{default_max_projects, ExposureConfig, PoolConfig};
-use crate::db::{Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
-use crate::inspect::{Membership, PoolState, ProjectState, RoleState};
 use crate::model::{DesiredProject, MembershipKind};
 use crate::names::{ident, pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
+use crate::sql::{Param, ServerInfo, Statement};
+use crate::state::{Membership, PoolRow, PoolState, ProjectState, RoleState};
 use serde::Serialize;
 
 /// What version-dependent rendering needs to know.
@@ -510,7 +510,7 @@ fn diff_pool(changes: &mut Vec<Change>, pool: &PoolState, ctx: &PlanContext) -> 
             let max_projects = config
                 .max_projects
                 .unwrap_or_else(|| default_max_projects(ctx.server.version_num));
-            let row = crate::inspect::PoolRow {
+            let row = PoolRow {
                 url: config.url.clone(),
                 max_projects: max_projects as i32,
             };
@@ -962,7 +962,7 @@ mod tests {
         ))
         .unwrap();
         let mut state = empty_state();
-        state.registry = Some(crate::inspect::ProjectRow {
+        state.registry = Some(crate::state::ProjectRow {
             state: "active".into(),
             exposed: true,
             isolation: "shared".into(),

@@ -6,11 +6,12 @@
 use super::leases::{plan_issue_in_tx, revoke_downgraded};
 use super::{audit, dry_run, in_transaction, project_names, project_record, str_param};
 use crate::apply::{dry_run_result, Audit};
-use crate::db::{Lock, Param, Statement};
+use crate::db::Lock;
 use crate::error::{Error, Result};
 use crate::lease;
 use crate::model::Principal;
 use crate::names::{AccessClass, ProjectNames};
+use crate::sql::{Param, Statement};
 use crate::Connector;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -251,9 +252,7 @@ async fn revoke_grant(c: &Connector, p: &Value, action: &str, delete: Statement)
                 json!({}),
             ));
         }
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            delete.params.iter().map(|p| p.as_sql()).collect();
-        let removed = conn.execute(&delete.sql, &params).await? > 0;
+        let removed = conn.execute_statement(&delete).await? > 0;
         let revoked = if removed {
             revoke_downgraded(&conn, slug).await?
         } else {

@@ -9,9 +9,10 @@ pub mod remove;
 pub mod verify;
 
 use crate::apply::Audit;
-use crate::db::{Conn, Statement};
+use crate::db::Conn;
 use crate::error::{Error, Result};
 use crate::names::{ProjectNames, Slug};
+use crate::sql::Statement;
 use crate::Connector;
 use serde_json::Value;
 

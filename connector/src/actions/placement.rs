@@ -4,9 +4,10 @@
 //! the end of the transaction, so concurrent upserts never overfill a pool.
 
 use crate::config::{default_max_projects, Config};
-use crate::db::{lock_key, Conn, Param, ServerInfo, Statement};
+use crate::db::{lock_key, Conn};
 use crate::error::{Error, Result};
 use crate::names::CENTRAL_POOL;
+use crate::sql::{Param, ServerInfo, Statement};
 use serde_json::json;
 
 /// The pool a project goes to. `requested`: the upsert's `pool` parameter;

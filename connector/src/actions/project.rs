@@ -2,13 +2,15 @@
 
 use super::{audit, dry_run, in_transaction, placement, project_names};
 use crate::apply::{dry_run_result, Audit};
-use crate::db::{Conn, Lock, ServerInfo};
+use crate::db::{Conn, Lock};
 use crate::error::{Error, Result};
-use crate::inspect::{project_state, ProjectState};
+use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{pool_authenticator, AccessClass, ProjectNames, CENTRAL_POOL, POOL_ANON_ROLE};
 use crate::plan::{diff_project, render, render_all, Change, PlanContext};
+use crate::sql::ServerInfo;
+use crate::state::ProjectState;
 use crate::Connector;
 use serde_json::{json, Value};
 

@@ -3,12 +3,13 @@
 
 use super::{audit, dry_run, in_transaction, project_names};
 use crate::apply::{dry_run_result, Audit};
-use crate::db::{Lock, Param, Statement};
+use crate::db::Lock;
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease;
 use crate::names::ProjectNames;
 use crate::plan::{borrow_owner, render_all, Change, PlanContext};
+use crate::sql::{Param, Statement};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 fn plan_removal(
     names: &ProjectNames,
     drop_data: bool,
-    state: &crate::inspect::ProjectState,
+    state: &crate::state::ProjectState,
     runtime: &str,
 ) -> Vec<Change> {
     // The registry row first (archived: out of every served list), then

@@ -4,12 +4,13 @@
 use super::{audit, in_transaction, project_names};
 use crate::apply::Audit;
 use crate::config::Limits;
-use crate::db::{Conn, Lock, Param, Statement};
+use crate::db::{Conn, Lock};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::model::DesiredProject;
 use crate::names::{ProjectNames, Slug};
 use crate::plan::{diff_project, render, Change, PlanContext};
+use crate::sql::{Param, Statement};
 use crate::Connector;
 use serde_json::{json, Value};
 

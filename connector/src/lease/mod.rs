@@ -10,11 +10,11 @@ pub mod jwt;
 pub mod scram;
 
 use crate::config::{Config, Secret};
-use crate::db::{Param, ServerInfo, Statement};
 use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::names::{lease_login_role, AccessClass, ProjectNames};
 use crate::secrets::ConnectorSecrets;
+use crate::sql::{Param, ServerInfo, Statement};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
