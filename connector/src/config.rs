@@ -2,6 +2,7 @@
 //! environment fallback for the keys that have one. Secrets inside it are
 //! wrapped in [`Secret`] so `Debug` never prints them.
 
+use crate::domain::{ExposureMode, Isolation, TenantCode};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
@@ -148,8 +149,10 @@ fn default_approle_mount() -> String {
 pub struct ApiConfig {
     /// The public URL of the gateway (Kong) in front of PostgREST.
     pub url: Option<String>,
-    pub isolation: String,
-    pub tenant_code: String,
+    /// Isolation of new projects.
+    pub isolation: Isolation,
+    /// Tenant-code guard of new projects.
+    pub tenant_code: TenantCode,
     /// URL of an isolated project's dedicated PostgREST; `{project}` and
     /// `{schema}` are replaced.
     pub isolated_url_template: Option<String>,
@@ -188,8 +191,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             url: None,
-            isolation: "shared".into(),
-            tenant_code: "allow".into(),
+            isolation: Isolation::Shared,
+            tenant_code: TenantCode::Allow,
             isolated_url_template: None,
             pools: Vec::new(),
         }
@@ -221,8 +224,7 @@ impl Default for LeaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExposureConfig {
-    /// `role_setting`, `pre_config` or `none`.
-    pub mode: String,
+    pub mode: ExposureMode,
     /// Schemas served before the project schemas (a list or a comma-separated string).
     #[serde(deserialize_with = "list_or_csv")]
     pub base_schemas: Vec<String>,
@@ -231,7 +233,7 @@ pub struct ExposureConfig {
 impl Default for ExposureConfig {
     fn default() -> Self {
         ExposureConfig {
-            mode: "role_setting".into(),
+            mode: ExposureMode::RoleSetting,
             base_schemas: vec!["public".into(), "storage".into(), "graphql_public".into()],
         }
     }
@@ -374,17 +376,6 @@ impl Config {
                 )))
             }
         };
-        one_of(
-            "exposure.mode",
-            &self.exposure.mode,
-            &["role_setting", "pre_config", "none"],
-        )?;
-        one_of(
-            "api.isolation",
-            &self.api.isolation,
-            &["shared", "isolated"],
-        )?;
-        one_of("api.tenant_code", &self.api.tenant_code, &["allow", "deny"])?;
         one_of(
             "database.sslmode",
             &self.database.sslmode,

@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod domain;
 pub mod error;
 pub mod inspect;
 pub mod lease;

@@ -3,6 +3,7 @@
 //! memberships its roles should have.
 
 use crate::config::{Config, Limits};
+use crate::domain::{Isolation, Lifecycle, TenantCode};
 use crate::error::Result;
 use crate::names::{pool_authenticator, ProjectNames, AUTH_ROLE, CENTRAL_POOL};
 use crate::state::ProjectRow;
@@ -13,10 +14,8 @@ use serde_json::Value;
 pub struct DesiredProject {
     pub names: ProjectNames,
     pub exposed: bool,
-    /// `shared` or `isolated`.
-    pub isolation: String,
-    /// `allow` or `deny`.
-    pub tenant_code: String,
+    pub isolation: Isolation,
+    pub tenant_code: TenantCode,
     pub limits: Limits,
     /// The API pool serving it when shared (`central`: Supabase's own).
     pub pool: String,
@@ -31,14 +30,13 @@ impl DesiredProject {
         stored: Option<&ProjectRow>,
         config: &Config,
     ) -> Result<DesiredProject> {
-        let text = |key: &str, stored: Option<&String>, default: &str| -> String {
+        // the parameter (already checked against the catalog), else the
+        // stored value, else the configured default
+        fn setting<T: serde::de::DeserializeOwned>(params: &Value, key: &str) -> Option<T> {
             params
                 .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| stored.cloned())
-                .unwrap_or_else(|| default.to_string())
-        };
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+        }
         let base = match stored.map(|s| &s.limits) {
             Some(v) if v.as_object().is_some_and(|o| !o.is_empty()) => config.limits.merged(v)?,
             _ => config.limits.clone(),
@@ -53,16 +51,12 @@ impl DesiredProject {
                 .and_then(Value::as_bool)
                 .or(stored.map(|s| s.exposed))
                 .unwrap_or(true),
-            isolation: text(
-                "isolation",
-                stored.map(|s| &s.isolation),
-                &config.api.isolation,
-            ),
-            tenant_code: text(
-                "tenant_code",
-                stored.map(|s| &s.tenant_code),
-                &config.api.tenant_code,
-            ),
+            isolation: setting(params, "isolation")
+                .or(stored.map(|s| s.isolation))
+                .unwrap_or(config.api.isolation),
+            tenant_code: setting(params, "tenant_code")
+                .or(stored.map(|s| s.tenant_code))
+                .unwrap_or(config.api.tenant_code),
             limits,
             pool: params
                 .get("pool")
@@ -77,10 +71,10 @@ impl DesiredProject {
     /// The registry row this project should have.
     pub fn row(&self) -> ProjectRow {
         ProjectRow {
-            state: "active".into(),
+            state: Lifecycle::Active,
             exposed: self.exposed,
-            isolation: self.isolation.clone(),
-            tenant_code: self.tenant_code.clone(),
+            isolation: self.isolation,
+            tenant_code: self.tenant_code,
             limits: serde_json::to_value(&self.limits).unwrap_or_default(),
             pool: self.pool.clone(),
         }
@@ -88,14 +82,14 @@ impl DesiredProject {
 
     /// Whether the schema belongs in its pool's served list.
     pub fn listed(&self) -> bool {
-        self.exposed && self.isolation == "shared"
+        self.exposed && self.isolation == Isolation::Shared
     }
 
     /// The login role that serves this project's API and switches to its
     /// class roles: its own when isolated, else its pool's while the
     /// project is exposed; none otherwise.
     pub fn api_authenticator(&self) -> Option<String> {
-        if self.isolation == "isolated" {
+        if self.isolation == Isolation::Isolated {
             Some(self.names.authenticator.clone())
         } else if self.exposed {
             Some(pool_authenticator(&self.pool))

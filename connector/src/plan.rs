@@ -3,6 +3,7 @@
 //! DDL the connector runs for a project is written here.
 
 use crate::config::{default_max_projects, ExposureConfig, PoolConfig};
+use crate::domain::{ExposureMode, Isolation, Lifecycle, TenantCode};
 use crate::error::{Error, Result};
 use crate::model::{DesiredProject, MembershipKind};
 use crate::names::{ident, pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
@@ -31,10 +32,10 @@ pub enum Change {
     RecordProject {
         slug: String,
         schema: String,
-        state: String,
+        state: Lifecycle,
         exposed: bool,
-        isolation: String,
-        tenant_code: String,
+        isolation: Isolation,
+        tenant_code: TenantCode,
         limits: serde_json::Value,
         pool: String,
     },
@@ -285,7 +286,7 @@ pub fn diff_project(
             Some(r) => alter_role(&mut changes, r, false),
         }
     }
-    let isolated = desired.isolation == "isolated";
+    let isolated = desired.isolation == Isolation::Isolated;
     match (isolated, current.role(&n.authenticator)) {
         (true, None) => changes.push(Change::CreateRole {
             role: n.authenticator.clone(),
@@ -639,14 +640,13 @@ fn exposure_outdated(
     if current.exposure_settings.as_ref() != Some(&settings) {
         return true;
     }
-    match exposure.mode.as_str() {
-        "role_setting" => current.listed != desired.listed() || !current.pre_request_set,
+    match exposure.mode {
+        ExposureMode::RoleSetting => current.listed != desired.listed() || !current.pre_request_set,
         // pre_config and none: the list follows the registry row
         _ => {
-            let was = current
-                .registry
-                .as_ref()
-                .is_some_and(|r| r.state == "active" && r.exposed && r.isolation == "shared");
+            let was = current.registry.as_ref().is_some_and(|r| {
+                r.state == Lifecycle::Active && r.exposed && r.isolation == Isolation::Shared
+            });
             was != desired.listed()
         }
     }
@@ -671,10 +671,10 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
                 vec![
                     text(slug),
                     text(schema),
-                    text(state),
+                    Param::Text(state.to_string()),
                     Param::Bool(*exposed),
-                    text(isolation),
-                    text(tenant_code),
+                    Param::Text(isolation.to_string()),
+                    Param::Text(tenant_code.to_string()),
                     Param::Json(limits.clone()),
                     text(pool),
                 ],
@@ -721,7 +721,7 @@ pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
             return vec![Statement::with(
                 "select supabase_connector.apply_exposure($1, $2, $3)",
                 vec![
-                    Param::Text(ctx.exposure.mode.clone()),
+                    Param::Text(ctx.exposure.mode.to_string()),
                     Param::TextArray(ctx.exposure.base_schemas.clone()),
                     Param::TextArray(pools.clone()),
                 ],
@@ -963,10 +963,10 @@ mod tests {
         .unwrap();
         let mut state = empty_state();
         state.registry = Some(crate::state::ProjectRow {
-            state: "active".into(),
+            state: Lifecycle::Active,
             exposed: true,
-            isolation: "shared".into(),
-            tenant_code: "allow".into(),
+            isolation: Isolation::Shared,
+            tenant_code: TenantCode::Allow,
             limits: json!({}),
             pool: "p1".into(),
         });

@@ -2,16 +2,17 @@
 //! what `inspect` reads and the diff compares against the desired state.
 //! Pure data.
 
+use crate::domain::{Isolation, Lifecycle, TenantCode};
 use serde::Deserialize;
 use serde_json::Value;
 
 /// The registry row of a project.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ProjectRow {
-    pub state: String,
+    pub state: Lifecycle,
     pub exposed: bool,
-    pub isolation: String,
-    pub tenant_code: String,
+    pub isolation: Isolation,
+    pub tenant_code: TenantCode,
     /// The project's resolved limits (`{}` before any were recorded).
     pub limits: Value,
     /// The API pool it is placed on.

@@ -4,6 +4,7 @@
 use super::{audit, dry_run, in_transaction, project_names, str_param};
 use crate::apply::Audit;
 use crate::db::{Conn, Lock};
+use crate::domain::Isolation;
 use crate::error::{Error, Result};
 use crate::lease::{self, lease_json, LeaseRequest, LeaseView};
 use crate::model::Principal;
@@ -46,7 +47,7 @@ pub(crate) async fn effective_access(
         )));
     }
     let api = Api {
-        isolation: row.get(1),
+        isolation: Isolation::parse(row.get(1))?,
         pool: row.get(2),
     };
     if *principal == Principal::Project {
@@ -70,7 +71,7 @@ pub(crate) async fn effective_access(
 
 /// Which API serves a project: its isolation and pool.
 pub(crate) struct Api {
-    pub isolation: String,
+    pub isolation: Isolation,
     pub pool: String,
 }
 
@@ -100,7 +101,7 @@ pub(crate) async fn plan_issue_in_tx(
         class,
         ttl_seconds: ttl,
         database,
-        api_url: lease::api_url(&c.config, names, &api.isolation, &api.pool),
+        api_url: lease::api_url(&c.config, names, api.isolation, &api.pool),
     };
     Ok(lease::plan_issue(request, Utc::now()))
 }
@@ -204,9 +205,9 @@ pub async fn renew(c: &Connector, p: &Value) -> Result<Value> {
         }
         let new_expires = std::cmp::min(now + chrono::Duration::seconds(ttl as i64), max_expires);
         let (mut statements, password) = lease::plan_renew(lease_id, database, new_expires);
-        let isolation: String = row.get(9);
+        let isolation = Isolation::parse(row.get(9))?;
         let pool: String = row.get(10);
-        let api_url = lease::api_url(&c.config, &names, &isolation, &pool);
+        let api_url = lease::api_url(&c.config, &names, isolation, &pool);
         let login_role = lease_login_role(lease_id);
         // the action's check of the secrets ran alongside the query above
         let secrets = c.secrets().await?;

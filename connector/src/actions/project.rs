@@ -3,6 +3,7 @@
 use super::{audit, dry_run, in_transaction, placement, project_names};
 use crate::apply::{dry_run_result, Audit};
 use crate::db::{Conn, Lock};
+use crate::domain::{Isolation, TenantCode};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
@@ -17,8 +18,8 @@ use serde_json::{json, Value};
 const ACTION: &str = "upsert_database_project_access";
 
 /// What a project's mode isolates, stated wherever its mode shows.
-pub fn trust_boundary(isolation: &str, pool: &str) -> String {
-    if isolation == "isolated" {
+pub fn trust_boundary(isolation: Isolation, pool: &str) -> String {
+    if isolation == Isolation::Isolated {
         "isolated: served by the project's own PostgREST and login role; code the project installs reaches nothing outside it"
             .into()
     } else if pool == CENTRAL_POOL {
@@ -156,7 +157,7 @@ async fn plan_upsert(
     let requested = p.get("pool").and_then(Value::as_str);
     let placing = requested.is_some() || state.registry.is_none();
     let mut state = std::borrow::Cow::Borrowed(state);
-    if placing && desired.isolation == "shared" {
+    if placing && desired.isolation == Isolation::Shared {
         let stored = state.registry.as_ref().map(|r| r.pool.as_str());
         if place {
             desired.pool =
@@ -197,11 +198,11 @@ async fn apply_upsert(
     changes: &[Change],
 ) -> Result<Value> {
     let names = &req.names;
-    if desired.tenant_code == "deny"
+    if desired.tenant_code == TenantCode::Deny
         && state
             .registry
             .as_ref()
-            .is_some_and(|r| r.tenant_code != "deny")
+            .is_some_and(|r| r.tenant_code != TenantCode::Deny)
     {
         refuse_existing_tenant_code(conn, names).await?;
     }
@@ -258,7 +259,7 @@ async fn apply_upsert(
             class: AccessClass::ServiceRole,
             ttl_seconds: ttl,
             database: req.database,
-            api_url: lease::api_url(&c.config, names, &desired.isolation, &desired.pool),
+            api_url: lease::api_url(&c.config, names, desired.isolation, &desired.pool),
         };
         let planned = lease::plan_issue(request, chrono::Utc::now());
         statements.extend(planned.statements.iter().cloned());
@@ -307,10 +308,10 @@ fn summary(
         "pool": desired.pool,
         "limits": desired.limits,
         "exposure": {"mode": c.config.exposure.mode, "listed": desired.listed()},
-        "trust_boundary": trust_boundary(&desired.isolation, &desired.pool),
+        "trust_boundary": trust_boundary(desired.isolation, &desired.pool),
         "roles": roles_json(names),
     });
-    if let Some(postgrest) = postgrest_config(c, server, names, &desired.isolation, &desired.pool) {
+    if let Some(postgrest) = postgrest_config(c, server, names, desired.isolation, &desired.pool) {
         out["postgrest"] = postgrest;
     }
     out
@@ -337,10 +338,10 @@ fn postgrest_config(
     c: &Connector,
     server: &crate::db::ServerInfo,
     names: &ProjectNames,
-    isolation: &str,
+    isolation: Isolation,
     pool: &str,
 ) -> Option<Value> {
-    let (login, schemas, anon, secret_path) = if isolation == "isolated" {
+    let (login, schemas, anon, secret_path) = if isolation == Isolation::Isolated {
         (
             names.authenticator.clone(),
             json!(names.schema),
@@ -378,7 +379,7 @@ fn postgrest_config(
                         "key": AUTHENTICATOR_PASSWORD_KEY},
         "url": lease::api_url(&c.config, names, isolation, pool),
     });
-    if pool != CENTRAL_POOL && isolation != "isolated" {
+    if pool != CENTRAL_POOL && isolation != Isolation::Isolated {
         // a pool's list changes with its projects: read from the database
         // (role setting pgrst.db_schemas), never fixed in its environment
         out["PGRST_DB_SCHEMAS"] = json!("(from the database: role setting pgrst.db_schemas)");
@@ -448,7 +449,7 @@ pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
         .await?
         .ok_or_else(|| Error::not_found(format!("project {:?} is not provisioned", names.slug.as_str())))?;
     let mut state: Value = row.get(0);
-    let isolation = state["isolation"].as_str().unwrap_or("shared").to_string();
+    let isolation = Isolation::parse(state["isolation"].as_str().unwrap_or_default())?;
     let pool = state["pool"].as_str().unwrap_or(CENTRAL_POOL).to_string();
     // limits as they apply: the stored ones over the configured defaults
     let stored = state["limits"].clone();
@@ -458,10 +459,10 @@ pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
         "project": names.slug.as_str(),
         "schema": names.schema,
         "roles": roles_json(&names),
-        "trust_boundary": trust_boundary(&isolation, &pool),
+        "trust_boundary": trust_boundary(isolation, &pool),
         "exposure": {"mode": c.config.exposure.mode, "listed": listed},
     });
-    if let Some(postgrest) = postgrest_config(c, &db.server, &names, &isolation, &pool) {
+    if let Some(postgrest) = postgrest_config(c, &db.server, &names, isolation, &pool) {
         out["postgrest"] = postgrest;
     }
     if let (Some(o), Value::Object(s)) = (out.as_object_mut(), state) {

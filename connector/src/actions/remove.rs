@@ -4,6 +4,7 @@
 use super::{audit, dry_run, in_transaction, project_names};
 use crate::apply::{dry_run_result, Audit};
 use crate::db::Lock;
+use crate::domain::Lifecycle;
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease;
@@ -124,7 +125,7 @@ pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
                 json!({"active_leases": state.active_leases}),
             ));
         }
-        let already_archived = !drop_data && row.state == "archived";
+        let already_archived = !drop_data && row.state == Lifecycle::Archived;
         let targets = super::leases::project_leases(&conn, slug).await?;
         let terminated = lease::revoke(&conn, targets.clone(), "project removed").await?;
         if !already_archived {

@@ -5,6 +5,7 @@ use super::{audit, in_transaction, project_names};
 use crate::apply::Audit;
 use crate::config::Limits;
 use crate::db::{Conn, Lock};
+use crate::domain::{ExposureMode, Isolation, Lifecycle};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::model::DesiredProject;
@@ -190,7 +191,7 @@ fn from_change(change: &Change, ctx: &PlanContext) -> Option<Finding> {
 async fn extra_findings(
     conn: &Conn,
     names: &ProjectNames,
-    isolation: &str,
+    isolation: Isolation,
     limits: &Limits,
     ctx: &PlanContext<'_>,
 ) -> Result<Vec<Finding>> {
@@ -282,7 +283,7 @@ async fn extra_findings(
         });
     }
     let functions: i64 = row.get(2);
-    if isolation == "shared" && functions > 0 {
+    if isolation == Isolation::Shared && functions > 0 {
         out.push(Finding {
             code: "tenant_code_in_shared_mode",
             severity: "warning",
@@ -500,7 +501,7 @@ async fn verify_project(
         let mut findings = Vec::new();
         let mut changes = Vec::new();
         let mut passwords = Vec::new();
-        if row.state == "active" {
+        if row.state == Lifecycle::Active {
             let desired =
                 DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?;
             changes = diff_project(&state, &desired, &ctx)?;
@@ -569,7 +570,7 @@ async fn verify_project(
         }
         let limits =
             DesiredProject::from_params(names.clone(), &json!({}), Some(&row), &c.config)?.limits;
-        let extra = extra_findings(conn, names, &row.isolation, &limits, &ctx).await?;
+        let extra = extra_findings(conn, names, row.isolation, &limits, &ctx).await?;
         if repair {
             let mut statements = repair_statements(&changes, &extra, names, &ctx, &passwords);
             if changes.is_empty() && extra.is_empty() {
@@ -726,7 +727,7 @@ async fn verify_pools(c: &Connector, conn: &Conn, repair: bool) -> Result<Vec<Va
             },
             &ctx,
         );
-        if c.config.exposure.mode == "role_setting" {
+        if c.config.exposure.mode == ExposureMode::RoleSetting {
             if served != computed {
                 findings.push(json!({"code": "exposure_list_drift", "severity": "error", "project": null, "pool": pool,
                                      "object": "pgrst.db_schemas", "role": login, "expected": computed,

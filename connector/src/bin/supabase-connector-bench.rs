@@ -383,7 +383,7 @@ async fn measure_actions(
     // change of exposure runs, here as its own transaction.
     let db = connector.db().await.expect("db");
     let base = connector.config().exposure.base_schemas.clone();
-    let mode = connector.config().exposure.mode.clone();
+    let mode = connector.config().exposure.mode.to_string();
     let s = b
         .measure(samples.min(50), |_| {
             let (base, mode) = (base.clone(), mode.clone());

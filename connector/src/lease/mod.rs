@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod scram;
 
 use crate::config::{Config, Secret};
+use crate::domain::Isolation;
 use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::names::{lease_login_role, AccessClass, ProjectNames};
@@ -330,10 +331,10 @@ pub fn lease_json(v: &LeaseView) -> Value {
 pub fn api_url(
     config: &Config,
     names: &ProjectNames,
-    isolation: &str,
+    isolation: Isolation,
     pool: &str,
 ) -> Option<String> {
-    if isolation == "isolated" {
+    if isolation == Isolation::Isolated {
         if let Some(template) = &config.api.isolated_url_template {
             return Some(
                 template
