@@ -59,13 +59,13 @@ pub struct Audit<'a> {
     pub project: Option<&'a str>,
     pub lease_id: Option<Uuid>,
     pub changed: bool,
-    pub statements: u32,
     pub params: &'a Value,
     pub outcome: Value,
 }
 
 impl Audit<'_> {
-    pub fn statement(&self) -> Statement {
+    /// The row's insert; `statements`: how many the action ran, this one included.
+    pub fn statement(&self, statements: u32) -> Statement {
         Statement::with(
             "insert into supabase_connector.audit_log (action, project, lease_id, changed, statements, params, outcome) \
              values ($1, $2, $3, $4, $5, $6, $7)",
@@ -74,7 +74,7 @@ impl Audit<'_> {
                 Param::OptText(self.project.map(str::to_string)),
                 Param::OptUuid(self.lease_id),
                 Param::Bool(self.changed),
-                Param::Int(self.statements as i32),
+                Param::Int(statements as i32),
                 Param::Json(redact(self.params)),
                 Param::Json(redact(&self.outcome)),
             ],

@@ -61,23 +61,17 @@ pub async fn run(
             before.unwrap_or_default()
         )));
     }
-    conn.begin(crate::db::Lock::None).await?;
-    let result = async {
-        conn.execute(
-            "select set_config('supabase_connector.runtime_role', $1, true)",
-            &[&runtime_role],
-        )
-        .await?;
-        for script in SCRIPTS {
-            conn.batch(script, 1).await?;
-        }
-        conn.commit().await
+    // One transaction: a failure (a precondition refused) changes nothing.
+    let tx = conn.transaction(crate::db::Lock::None);
+    tx.execute(
+        "select set_config('supabase_connector.runtime_role', $1, true)",
+        &[&runtime_role],
+    )
+    .await?;
+    for script in SCRIPTS {
+        tx.batch(script, 1).await?;
     }
-    .await;
-    if let Err(e) = result {
-        let _ = conn.rollback().await;
-        return Err(e);
-    }
+    tx.commit_without_audit().await?;
     Ok(json!({
         "bootstrap_version": BOOTSTRAP_VERSION,
         "previous_version": before,

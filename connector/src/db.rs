@@ -2,6 +2,7 @@
 //! [`Conn`], a pooled connection that counts statements and round trips and
 //! never returns to the pool with a transaction open.
 
+use crate::apply::Audit;
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
 pub use crate::sql::{Param, ServerInfo, Statement};
@@ -101,6 +102,8 @@ pub struct Conn {
     session_lock: AtomicBool,
     /// `BEGIN; …` waiting to go out with the next statement.
     pending_begin: std::sync::Mutex<Option<String>>,
+    /// A transaction given up after `BEGIN` was sent: `ROLLBACK` goes first.
+    pending_rollback: AtomicBool,
     pub stats: Stats,
     totals: Arc<Totals>,
 }
@@ -124,11 +127,19 @@ impl Conn {
         self.obj.as_ref().expect("connection present")
     }
 
+    /// What must go before the next statement: a `ROLLBACK` of a given-up
+    /// transaction, a `BEGIN` not sent yet.
     fn take_begin(&self) -> Option<String> {
-        self.pending_begin
+        let begin = self
+            .pending_begin
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
+            .take();
+        match (self.pending_rollback.swap(false, Ordering::Relaxed), begin) {
+            (true, Some(begin)) => Some(format!("ROLLBACK; {begin}")),
+            (true, None) => Some("ROLLBACK".into()),
+            (false, begin) => begin,
+        }
     }
 
     /// Prepare every parameterized statement not yet prepared on this
@@ -329,8 +340,32 @@ impl Conn {
         self.pipeline(statements, true).await.map(|_| ())
     }
 
-    /// `BEGIN` and the action's advisory lock; sent with the next statement.
-    pub async fn begin(&self, lock: Lock<'_>) -> Result<()> {
+    /// A transaction, under the action's advisory lock.
+    pub fn transaction(&self, lock: Lock<'_>) -> Tx<'_> {
+        self.start(lock);
+        Tx {
+            conn: self,
+            open: true,
+        }
+    }
+
+    /// Give up the open transaction: nothing to send when its `BEGIN` never
+    /// went out; else `ROLLBACK` goes before the next statement.
+    fn abort(&self) {
+        if !self.in_tx.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let unsent = self
+            .pending_begin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if unsent.is_none() {
+            self.pending_rollback.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn start(&self, lock: Lock<'_>) {
         let sql = match lock {
             Lock::Project(schema) => format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({})",
@@ -346,7 +381,6 @@ impl Conn {
         };
         self.in_tx.store(true, Ordering::Relaxed);
         *self.pending_begin.lock().unwrap_or_else(|e| e.into_inner()) = Some(sql);
-        Ok(())
     }
 
     /// Take a session-level advisory lock; until it is released the
@@ -363,32 +397,58 @@ impl Conn {
         self.session_lock.store(false, Ordering::Relaxed);
         Ok(())
     }
+}
 
-    pub async fn commit(&self) -> Result<()> {
-        if !self.in_tx.load(Ordering::Relaxed) {
-            // already committed with its last statements (`commit_after`)
-            return Ok(());
-        }
-        if self.take_begin().is_some() {
-            // nothing was sent: there is no transaction to commit
-            self.in_tx.store(false, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.batch("COMMIT", 1).await?;
-        self.in_tx.store(false, Ordering::Relaxed);
-        Ok(())
+/// An open transaction: `BEGIN` with the action's advisory lock (sent with
+/// the first statement). [`Tx::commit`] sends the last statements, the
+/// action's audit row and `COMMIT` in one round trip; a `Tx` dropped without
+/// it (an error returned with `?`) rolls the transaction back: before the
+/// connection's next statement, or by the server when the connection is
+/// closed.
+pub struct Tx<'c> {
+    conn: &'c Conn,
+    open: bool,
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn
     }
+}
 
-    pub async fn rollback(&self) -> Result<()> {
-        if self.take_begin().is_some() {
-            self.in_tx.store(false, Ordering::Relaxed);
-            return Ok(());
+impl Tx<'_> {
+    /// Apply the last statements and the audit row, and commit.
+    pub async fn commit(mut self, mut statements: Vec<Statement>, audit: Audit<'_>) -> Result<()> {
+        let total = self.conn.stats.statements() + statements.len() as u32 + 1;
+        statements.push(audit.statement(total));
+        self.open = false;
+        let result = self.conn.commit_after(&statements).await;
+        if result.is_err() {
+            self.conn.abort();
         }
-        let r = self.batch("ROLLBACK", 1).await;
-        if r.is_ok() {
-            self.in_tx.store(false, Ordering::Relaxed);
+        result
+    }
+}
+
+impl Tx<'_> {
+    /// Commit what was sent, without an audit row (one batch of an action
+    /// that writes its one audit row at the end).
+    pub async fn commit_without_audit(mut self) -> Result<()> {
+        self.open = false;
+        let result = self.conn.commit_after(&[]).await;
+        if result.is_err() {
+            self.conn.abort();
         }
-        r
+        result
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.abort();
+        }
     }
 }
 
@@ -396,7 +456,8 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // A connection left inside a transaction (an error, a cancelled
         // future) is closed rather than reused: the server rolls it back.
-        if *self.in_tx.get_mut() || *self.session_lock.get_mut() {
+        if *self.in_tx.get_mut() || *self.session_lock.get_mut() || *self.pending_rollback.get_mut()
+        {
             if let Some(obj) = self.obj.take() {
                 drop(Object::take(obj));
             }
@@ -569,6 +630,7 @@ impl Database {
             in_tx: AtomicBool::new(false),
             session_lock: AtomicBool::new(false),
             pending_begin: std::sync::Mutex::new(None),
+            pending_rollback: AtomicBool::new(false),
             stats: Stats::default(),
             totals: self.totals.clone(),
         })

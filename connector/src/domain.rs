@@ -96,6 +96,41 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What a `verify` finding is about (stable codes, documented in
+    /// docs/operations.md).
+    FindingCode {
+        RoleMissing = "role_missing",
+        RoleAttributes = "role_attributes",
+        RolePrivilegedAttribute = "role_privileged_attribute",
+        RoleSetting = "role_setting",
+        RoleExtra = "role_extra",
+        MembershipMissing = "membership_missing",
+        MembershipExtra = "membership_extra",
+        MembershipLasting = "membership_lasting",
+        SchemaMissing = "schema_missing",
+        SchemaOwner = "schema_owner",
+        SchemaUsageMissing = "schema_usage_missing",
+        SchemaGrantExtra = "schema_grant_extra",
+        DefaultPrivilegesMissing = "default_privileges_missing",
+        RlsDisabled = "rls_disabled",
+        ViewWithoutSecurityInvoker = "view_without_security_invoker",
+        PrivilegesMissing = "privileges_missing",
+        MatviewClassGrant = "matview_class_grant",
+        ExposureMismatch = "exposure_mismatch",
+        ExposureListDrift = "exposure_list_drift",
+        PreRequestMissing = "pre_request_missing",
+        ForeignGrant = "foreign_grant",
+        SecurityDefinerFunction = "security_definer_function",
+        TenantCodeInSharedMode = "tenant_code_in_shared_mode",
+        LeaseRoleOrphan = "lease_role_orphan",
+        LeaseRoleMissing = "lease_role_missing",
+        LeaseRoleLimits = "lease_role_limits",
+        SizeOverLimit = "size_over_limit",
+        PoolPasswordMissing = "pool_password_missing",
+    }
+}
+
+vocabulary! {
     /// A kind of object privileges are granted on.
     ObjectKind {
         Table = "TABLE",

@@ -6,6 +6,7 @@ use crate::config::{Config, Limits};
 use crate::domain::{Isolation, Lifecycle, TenantCode};
 use crate::error::Result;
 use crate::names::{pool_authenticator, ProjectNames, AUTH_ROLE, CENTRAL_POOL};
+use crate::requests::ProjectSettings;
 use crate::state::ProjectRow;
 use serde_json::Value;
 
@@ -22,50 +23,49 @@ pub struct DesiredProject {
 }
 
 impl DesiredProject {
-    /// Parameters win; omitted settings keep their stored values; a new
-    /// project takes the configured defaults. `limits` merges key by key.
-    pub fn from_params(
+    /// The settings given win; omitted ones keep their stored values; a
+    /// new project takes the configured defaults. `limits` merges key by key.
+    pub fn new(
         names: ProjectNames,
-        params: &Value,
+        given: &ProjectSettings,
         stored: Option<&ProjectRow>,
         config: &Config,
     ) -> Result<DesiredProject> {
-        // the parameter (already checked against the catalog), else the
-        // stored value, else the configured default
-        fn setting<T: serde::de::DeserializeOwned>(params: &Value, key: &str) -> Option<T> {
-            params
-                .get(key)
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-        }
         let base = match stored.map(|s| &s.limits) {
             Some(v) if v.as_object().is_some_and(|o| !o.is_empty()) => config.limits.merged(v)?,
             _ => config.limits.clone(),
         };
-        let limits = match params.get("limits") {
+        let limits = match &given.limits {
             Some(partial) => base.merged(partial)?,
             None => base,
         };
         Ok(DesiredProject {
-            exposed: params
-                .get("expose")
-                .and_then(Value::as_bool)
-                .or(stored.map(|s| s.exposed))
-                .unwrap_or(true),
-            isolation: setting(params, "isolation")
+            exposed: given.expose.or(stored.map(|s| s.exposed)).unwrap_or(true),
+            isolation: given
+                .isolation
                 .or(stored.map(|s| s.isolation))
                 .unwrap_or(config.api.isolation),
-            tenant_code: setting(params, "tenant_code")
+            tenant_code: given
+                .tenant_code
                 .or(stored.map(|s| s.tenant_code))
                 .unwrap_or(config.api.tenant_code),
             limits,
-            pool: params
-                .get("pool")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+            pool: given
+                .pool
+                .clone()
                 .or_else(|| stored.map(|s| s.pool.clone()))
                 .unwrap_or_else(|| CENTRAL_POOL.to_string()),
             names,
         })
+    }
+
+    /// As stored (what `verify` holds the catalog against).
+    pub fn stored(
+        names: ProjectNames,
+        stored: &ProjectRow,
+        config: &Config,
+    ) -> Result<DesiredProject> {
+        DesiredProject::new(names, &ProjectSettings::default(), Some(stored), config)
     }
 
     /// The registry row this project should have.
@@ -162,6 +162,12 @@ pub enum Principal {
     Service(String),
     /// The project itself (its own service-class lease).
     Project,
+}
+
+impl serde::Serialize for Principal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
 }
 
 impl Principal {

@@ -68,6 +68,12 @@ pub enum AccessClass {
     ServiceRole,
 }
 
+impl serde::Serialize for AccessClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl AccessClass {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,15 +1,19 @@
-//! Diff and plan: compare actual with desired state, produce a typed list of
-//! [`Change`]s, and render each as SQL for the server's version. All the
-//! DDL the connector runs for a project is written here.
+//! Diff and plan: compare actual with desired state and produce a typed
+//! list of [`Change`]s. Every write the connector makes is a `Change`; its
+//! SQL is written in one place, `render`.
 
-use crate::config::{default_max_projects, ExposureConfig, PoolConfig};
+use crate::config::{default_max_projects, ExposureConfig, PoolConfig, Secret};
 use crate::domain::{ExposureMode, Isolation, Lifecycle, TenantCode};
 use crate::error::{Error, Result};
+use crate::model::Principal;
 use crate::model::{DesiredProject, MembershipKind};
-use crate::names::{ident, pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
-use crate::sql::{Param, ServerInfo, Statement};
+use crate::names::AccessClass;
+use crate::names::{pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
+use crate::sql::ServerInfo;
 use crate::state::{Membership, PoolRow, PoolState, ProjectState, RoleState};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// What version-dependent rendering needs to know.
 pub struct PlanContext<'a> {
@@ -150,6 +154,126 @@ pub enum Change {
         owner: String,
         runtime: String,
     },
+    /// Mark the project archived (data kept, every access blocked).
+    ArchiveProject {
+        slug: String,
+    },
+    /// Delete the project's registry rows (its grants, teams, leases and
+    /// migrations go with them).
+    ForgetProject {
+        slug: String,
+    },
+    /// Insert or update a principal's direct grant.
+    RecordGrant {
+        project: String,
+        principal: Principal,
+        platform_role: String,
+        access_class: AccessClass,
+    },
+    DeleteGrant {
+        project: String,
+        principal: Principal,
+    },
+    /// Insert or update a team's grant.
+    RecordTeam {
+        project: String,
+        team_id: String,
+        platform_role: String,
+        access_class: AccessClass,
+    },
+    AddTeamMembers {
+        project: String,
+        team_id: String,
+        members: Vec<Uuid>,
+    },
+    RemoveTeamMembers {
+        project: String,
+        team_id: String,
+        members: Vec<Uuid>,
+    },
+    DeleteTeam {
+        project: String,
+        team_id: String,
+    },
+    /// A migration that committed on the lease session.
+    RecordMigration {
+        project: String,
+        version: String,
+        name: String,
+        checksum: String,
+    },
+    /// A lease's registry row (what `pre_request` checks tokens against).
+    RecordLease {
+        lease_id: Uuid,
+        project: String,
+        login_role: Option<String>,
+        principal: Principal,
+        platform_role: String,
+        access_class: AccessClass,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    /// The login role of a database lease, made from its registry row
+    /// (`lease_role_create`), with the connector's SCRAM verifier.
+    CreateLeaseLogin {
+        lease_id: Uuid,
+        #[serde(serialize_with = "hidden")]
+        verifier: Secret,
+    },
+    /// A renewal: the new expiry.
+    ExtendLease {
+        lease_id: Uuid,
+        expires_at: DateTime<Utc>,
+    },
+    /// A renewal's new password and `VALID UNTIL` (`lease_role_renew`).
+    RenewLeaseLogin {
+        lease_id: Uuid,
+        #[serde(serialize_with = "hidden")]
+        verifier: Secret,
+    },
+    /// Mark leases revoked and take their login roles apart (`lease_revoke`).
+    RevokeLeases {
+        lease_ids: Vec<Uuid>,
+        reason: String,
+    },
+    /// An API login role's password (`role_password`).
+    SetLoginPassword {
+        role: String,
+        #[serde(serialize_with = "hidden")]
+        verifier: Secret,
+    },
+    /// `REVOKE ALL ON kind object FROM grantee` of a grant to a role outside
+    /// the project (names as PostgreSQL quoted them).
+    RevokeForeignGrant {
+        kind: String,
+        object: String,
+        grantee: String,
+    },
+    /// The same for one column.
+    RevokeForeignColumnGrant {
+        table: String,
+        column: String,
+        grantee: String,
+    },
+    /// Default privileges a project's role gave outside the project
+    /// (`role_default_acl_revoke`; `schema`: none for those without `IN
+    /// SCHEMA`).
+    RevokeForeignDefaultAcl {
+        role: String,
+        schema: Option<String>,
+        objects: String,
+        grantee: String,
+    },
+    /// Take apart a lease-shaped role no live lease has (`lease_role_drop_orphan`).
+    DropOrphanLeaseRole {
+        role: String,
+        slug: String,
+    },
+}
+
+/// A secret field of a change, as a plan shows it.
+fn hidden<S: serde::Serializer>(_: &Secret, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str("***")
 }
 
 impl Change {
@@ -652,132 +776,12 @@ fn exposure_outdated(
     }
 }
 
-/// The role function a role change calls.
-fn role_function(sql: &str, args: Vec<Param>) -> Vec<Statement> {
-    vec![Statement::with(sql, args)]
-}
-
-/// Render one change as SQL for the server at hand.
-pub fn render(change: &Change, ctx: &PlanContext) -> Vec<Statement> {
-    let text = |s: &String| Param::Text(s.clone());
-    let sql = match change {
-        Change::RecordProject { slug, schema, state, exposed, isolation, tenant_code, limits, pool } => {
-            return vec![Statement::with(
-                "insert into supabase_connector.projects (slug, schema_name, state, exposed, isolation, tenant_code, limits, pool) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 on conflict (slug) do update set state = excluded.state, exposed = excluded.exposed, \
-                 isolation = excluded.isolation, tenant_code = excluded.tenant_code, limits = excluded.limits, \
-                 pool = excluded.pool, updated_at = now()",
-                vec![
-                    text(slug),
-                    text(schema),
-                    Param::Text(state.to_string()),
-                    Param::Bool(*exposed),
-                    Param::Text(isolation.to_string()),
-                    Param::Text(tenant_code.to_string()),
-                    Param::Json(limits.clone()),
-                    text(pool),
-                ],
-            )]
-        }
-        Change::CreateRole { role } => {
-            return role_function("select supabase_connector.role_create($1)", vec![text(role)])
-        }
-        Change::AlterRole { role, attributes } => {
-            return role_function(
-                "select supabase_connector.role_alter($1, $2)",
-                vec![text(role), Param::TextArray(attributes.clone())],
-            )
-        }
-        Change::SetRoleSetting { role, name, value } => {
-            return role_function(
-                "select supabase_connector.role_set($1, $2, $3)",
-                vec![text(role), text(name), Param::OptText(value.clone())],
-            )
-        }
-        Change::GrantRole { role, member } | Change::BorrowOwner { owner: role, runtime: member } => {
-            return role_function("select supabase_connector.role_grant($1, $2)", vec![text(role), text(member)])
-        }
-        Change::RevokeRole { role, member } | Change::ReturnOwner { owner: role, runtime: member } => {
-            return role_function("select supabase_connector.role_revoke($1, $2)", vec![text(role), text(member)])
-        }
-        Change::DropRole { role } => {
-            return role_function("select supabase_connector.role_drop($1)", vec![text(role)])
-        }
-        Change::ApplyLeaseLimits { slug } => {
-            return role_function("select supabase_connector.project_lease_limits($1)", vec![text(slug)])
-        }
-        Change::DropProject { slug } => {
-            return role_function("select supabase_connector.project_drop($1)", vec![text(slug)])
-        }
-        Change::RecordPool { name, authenticator, url, max_projects } => {
-            return vec![Statement::with(
-                "insert into supabase_connector.pools (name, authenticator, url, max_projects) values ($1, $2, $3, $4) \
-                 on conflict (name) do update set url = excluded.url, max_projects = excluded.max_projects, updated_at = now()",
-                vec![text(name), text(authenticator), Param::OptText(url.clone()), Param::Int(*max_projects as i32)],
-            )]
-        }
-        Change::ApplyExposure { pools } => {
-            return vec![Statement::with(
-                "select supabase_connector.apply_exposure($1, $2, $3)",
-                vec![
-                    Param::Text(ctx.exposure.mode.to_string()),
-                    Param::TextArray(ctx.exposure.base_schemas.clone()),
-                    Param::TextArray(pools.clone()),
-                ],
-            )]
-        }
-        Change::CreateSchema { schema, owner } => {
-            format!("CREATE SCHEMA {} AUTHORIZATION {}", ident(schema), ident(owner))
-        }
-        Change::AlterSchemaOwner { schema, owner } => format!("ALTER SCHEMA {} OWNER TO {}", ident(schema), ident(owner)),
-        Change::GrantSchemaUsage { schema, roles } => format!(
-            "GRANT USAGE ON SCHEMA {} TO {}",
-            ident(schema),
-            roles.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", ")
-        ),
-        Change::RevokeSchema { schema, grantee } => {
-            format!("REVOKE ALL ON SCHEMA {} FROM {}", ident(schema), grantee_sql(grantee))
-        }
-        Change::DefaultPrivileges { owner, schema, grant, privileges, objects, grantee } => {
-            let in_schema = schema.as_ref().map(|s| format!(" IN SCHEMA {}", ident(s))).unwrap_or_default();
-            let (verb, prep) = if *grant { ("GRANT", "TO") } else { ("REVOKE", "FROM") };
-            format!(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {}{in_schema} {verb} {privileges} ON {objects} {prep} {}",
-                ident(owner),
-                grantee_sql(grantee)
-            )
-        }
-        // Object names below come from the catalog, already qualified and
-        // quoted by PostgreSQL (format('%I.%I'), regprocedure).
-        Change::EnableRowLevelSecurity { table } => format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
-        Change::SetSecurityInvoker { view } => format!("ALTER VIEW {view} SET (security_invoker = true)"),
-        Change::GrantOn { kind, object, privileges, role } => {
-            format!("GRANT {privileges} ON {kind} {object} TO {}", ident(role))
-        }
-        Change::RevokeAllOn { kind, object, role } => format!("REVOKE ALL ON {kind} {object} FROM {}", ident(role)),
-    };
-    vec![Statement::ddl(sql)]
-}
-
-fn grantee_sql(grantee: &str) -> String {
-    if grantee == "PUBLIC" {
-        "PUBLIC".into()
-    } else {
-        ident(grantee)
-    }
-}
-
-/// Render a whole plan.
-pub fn render_all(changes: &[Change], ctx: &PlanContext) -> Vec<Statement> {
-    changes.iter().flat_map(|c| render(c, ctx)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
     use crate::names::{ProjectNames, Slug};
+    use crate::render::render_all;
     use serde_json::json;
 
     fn server(version_num: i32) -> ServerInfo {
@@ -803,7 +807,8 @@ mod tests {
 
     fn desired(params: serde_json::Value) -> DesiredProject {
         let names = ProjectNames::new(&Slug::parse("acme").unwrap());
-        DesiredProject::from_params(names, &params, None, &Config::default()).unwrap()
+        let given: crate::requests::ProjectSettings = serde_json::from_value(params).unwrap();
+        DesiredProject::new(names, &given, None, &Config::default()).unwrap()
     }
 
     fn plan(state: &ProjectState, desired: &DesiredProject, config: &Config) -> Vec<Change> {

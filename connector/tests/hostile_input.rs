@@ -20,10 +20,12 @@ use supabase_connector::apply::redact;
 use supabase_connector::catalog::{action_names, validate};
 use supabase_connector::config::{Config, ExposureConfig, Secret};
 use supabase_connector::db::ServerInfo;
-use supabase_connector::lease::{jwt, password_statement};
+use supabase_connector::lease::{jwt, set_password};
 use supabase_connector::model::Principal;
 use supabase_connector::names::{ident, lease_login_role, literal, ProjectNames, Slug};
-use supabase_connector::plan::{is_plain_identifier, render, Change, PlanContext};
+use supabase_connector::plan::{is_plain_identifier, Change, PlanContext};
+use supabase_connector::render::render;
+use supabase_connector::requests::{MigrationFile, Request};
 use supabase_connector::sqlscan;
 use supabase_connector::ErrorCode;
 
@@ -445,7 +447,7 @@ proptest! {
         match (ref_version(&version), ref_migration_name(&name)) {
             (true, true) => {
                 let p = r.expect("valid migration rejected");
-                match migrations::parse(&p) {
+                match migration_files(&p) {
                     Ok(files) => {
                         prop_assert!(!sql.contains('\0'));
                         prop_assert_eq!(files.len(), 1);
@@ -475,9 +477,11 @@ proptest! {
                 if let Some(principal) = p.get("principal") {
                     prop_assert!(Principal::from_json(principal).is_ok());
                 }
+                // what the catalog accepts, the action's typed request reads
+                prop_assert!(Request::parse(action, &p).is_ok(), "{} {}", action, p);
                 if p.get("migrations").is_some() {
-                    // parse may still refuse NUL or transaction control, never panic
-                    let _ = migrations::parse(&p);
+                    // the files may still be refused (NUL, transaction control), never panic
+                    let _ = migration_files(&p);
                 }
             }
             Err(e) => prop_assert_eq!(e.code, ErrorCode::InvalidParams),
@@ -570,9 +574,13 @@ proptest! {
     #[test]
     fn password_statements_hide_the_password(role in hostile(), password in "[A-Za-z0-9+/=_-]{16,64}") {
         prop_assume!(!role.contains('\0'));
-        let st = password_statement(&role, &Secret::new(password.clone()));
+        let change = set_password(&role, &Secret::new(password.clone()));
+        let server = server();
+        let exposure = ExposureConfig::default();
+        let ctx = PlanContext { server: &server, exposure: &exposure, pools: &[] };
+        let st = render(&change, &ctx).remove(0);
         prop_assert_eq!(st.sql.as_str(), "select supabase_connector.role_password($1, $2)");
-        let shown = format!("{} {:?}", st.display(), st);
+        let shown = format!("{} {:?} {:?} {}", st.display(), st, change, serde_json::to_string(&change).unwrap());
         prop_assert!(!shown.contains(&password) && !shown.contains("SCRAM-SHA-256$"), "{}", shown);
         prop_assert_eq!(sqlscan::statements(&st.sql).len(), 1);
     }
@@ -660,7 +668,7 @@ proptest! {
         prop_assert_eq!(st.len(), stmts.len(), "{:?}", sql);
         prop_assert!(st.iter().all(|s| s.keyword == "SELECT"), "{:?}", st);
         let p = json!({"migrations": [{"version": "1", "name": "m", "sql": sql}]});
-        prop_assert!(migrations::parse(&p).is_ok());
+        prop_assert!(migration_files(&p).is_ok());
     }
 
     /// ... and transaction control between such statements, which
@@ -671,10 +679,19 @@ proptest! {
     ) {
         let sql = format!("{before};\n{control};\n{after}");
         let p = json!({"migrations": [{"version": "7", "name": "m", "sql": sql}]});
-        let e = migrations::parse(&p).expect_err("transaction control slipped through");
+        let e = migration_files(&p).expect_err("transaction control slipped through");
         prop_assert_eq!(e.code, ErrorCode::InvalidParams);
         prop_assert!(e.message.contains("statement 2"), "{}", e.message);
     }
+}
+
+/// The checked files of an `apply_database_migrations` request.
+fn migration_files(
+    p: &serde_json::Value,
+) -> supabase_connector::Result<Vec<migrations::Migration>> {
+    let files: Vec<MigrationFile> = serde_json::from_value(p["migrations"].clone())
+        .map_err(|e| supabase_connector::Error::invalid(e.to_string()))?;
+    migrations::check(&files)
 }
 
 /// The cases that got through before the scanner followed PostgreSQL's

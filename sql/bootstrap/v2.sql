@@ -193,6 +193,35 @@ begin
 end
 $$;
 
+-- A principal's effective access to a project: the highest class of its
+-- direct grant and of the teams it is a member of (the project itself:
+-- service_role), with the platform role that gives it. The one place the
+-- connector computes it: for issuing a lease and for revoking the leases an
+-- access removal leaves above their principal's class.
+create or replace function supabase_connector.effective_access(p_project text, p_type text, p_id text)
+returns table (access_class text, platform_role text)
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select e.access_class, e.platform_role
+  from (
+    select 'service_role' as access_class, 'project_owner' as platform_role
+    where p_type = 'service' and p_id = 'project'
+    union all
+    select g.access_class, g.platform_role
+    from supabase_connector.grants g
+    where g.project = p_project and g.principal_type = p_type and g.principal_id = p_id
+    union all
+    select t.access_class, t.platform_role
+    from supabase_connector.team_members m
+    join supabase_connector.teams t on t.project = m.project and t.team_id = m.team_id
+    where p_type = 'user' and m.project = p_project and m.user_id::text = p_id
+  ) e
+  order by array_position(array['anon', 'authenticated', 'service_role'], e.access_class) desc, e.platform_role
+  limit 1
+$$;
+
 -- 3. The role functions -------------------------------------------------------
 
 create or replace function supabase_connector.refuse(p_what text)
@@ -1048,7 +1077,7 @@ begin
   execute format('grant execute on function
                   supabase_connector.apply_exposure(text, text[]), supabase_connector.apply_exposure(text, text[], text[]),
                   supabase_connector.db_schemas_list_for(text, text[]), supabase_connector.served_setting(text, text),
-                  supabase_connector.project_role(text),
+                  supabase_connector.project_role(text), supabase_connector.effective_access(text, text, text),
                   supabase_connector.db_schemas_list(text[]), supabase_connector.served_db_schemas(),
                   supabase_connector.served_pre_request(text),
                   supabase_connector.foreign_grants(text), supabase_connector.tenant_code_objects(text),

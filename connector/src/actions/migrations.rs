@@ -3,13 +3,17 @@
 //! service-class lease (so `SET ROLE`/`RESET ROLE` cannot reach beyond the
 //! project), with `search_path` set to the project schema.
 
-use super::{audit, dry_run, in_transaction, project_names};
+use super::{audit, context};
 use crate::apply::{checksum, Audit};
 use crate::db::{Conn, Lock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::lease::{self, LeaseRequest};
 use crate::model::Principal;
 use crate::names::{ident, AccessClass, ProjectNames};
+use crate::plan::Change;
+use crate::registry;
+use crate::render::render_all;
+use crate::requests::{ApplyMigrations, MigrationFile};
 use crate::sqlscan;
 use crate::Connector;
 use serde_json::{json, Value};
@@ -28,14 +32,12 @@ pub struct Migration {
     pub checksum: String,
 }
 
-/// Parse, order and check the files before anything touches the database.
-pub fn parse(p: &Value) -> Result<Vec<Migration>> {
+/// Order and check the files before anything touches the database.
+pub fn check(files: &[MigrationFile]) -> Result<Vec<Migration>> {
     let mut seen = BTreeMap::new();
     let mut out = Vec::new();
-    for (i, m) in p["migrations"].as_array().into_iter().flatten().enumerate() {
-        let version = m["version"].as_str().unwrap_or_default().to_string();
-        let name = m["name"].as_str().unwrap_or_default().to_string();
-        let sql = m["sql"].as_str().unwrap_or_default().to_string();
+    for (i, m) in files.iter().enumerate() {
+        let (version, name, sql) = (m.version.clone(), m.name.clone(), m.sql.clone());
         if let Some(prev) = seen.insert(version.clone(), i) {
             return Err(Error::invalid_at(
                 &format!("/migrations/{i}/version"),
@@ -76,13 +78,7 @@ async fn pending(
     names: &ProjectNames,
     files: &[Migration],
 ) -> Result<(Vec<Migration>, Vec<Value>)> {
-    let rows = conn
-        .query(
-            "select version, checksum from supabase_connector.migrations where project = $1",
-            &[&names.slug.as_str()],
-        )
-        .await?;
-    let applied: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let applied = registry::applied_migrations(conn, names.slug.as_str()).await?;
     let mut todo = Vec::new();
     let mut skipped = Vec::new();
     for m in files {
@@ -105,90 +101,115 @@ async fn pending(
 /// happened: `applied` (by this call), `skipped` (applied before), `pending`
 /// (what a run would apply: empty after a run, the list with `dry_run`) and
 /// `dry_run`.
-pub async fn apply(c: &Connector, p: &Value) -> Result<Value> {
-    let names = project_names(p)?;
-    let files = parse(p)?;
+pub async fn apply(c: &Connector, req: &ApplyMigrations, params: &Value) -> Result<Value> {
+    let names = ProjectNames::new(&req.project);
+    let files = check(&req.migrations)?;
     let db = c.db().await?;
-    let secrets = c.secrets().await?;
     let conn = db.conn().await?;
-    let slug = names.slug.as_str();
-
     // One run per project at a time: a session-level lock on the project
     // key, held across the per-migration transactions.
-    conn.hold_session_lock(&format!("project:{}", names.schema))
-        .await?;
-    let result = async {
-        let state: Option<String> = conn
-            .query_opt("select state from supabase_connector.projects where slug = $1", &[&slug])
-            .await?
-            .map(|r| r.get(0));
-        match state.as_deref() {
-            None => return Err(Error::not_found(format!("project {slug:?} is not provisioned"))),
-            Some("active") => {}
-            Some(_) => return Err(Error::conflict(format!("project {slug:?} is archived: upsert it first"))),
-        }
-        let (todo, skipped) = pending(&conn, &names, &files).await?;
-        if dry_run(p) || todo.is_empty() {
-            let out = json!({"project": slug, "applied": [], "skipped": skipped, "dry_run": dry_run(p),
-                             "pending": todo.iter().map(|m| json!({"version": m.version, "name": m.name})).collect::<Vec<_>>()});
-            if !dry_run(p) {
-                audit(&conn, Audit { action: ACTION, project: Some(slug), lease_id: None, changed: false, statements: 0, params: p, outcome: out.clone() }).await?;
-            }
-            return Ok(out);
-        }
-
-        // A short-lived service-class lease to log in with.
-        conn.begin(Lock::None).await?;
-        let planned = in_transaction(&conn, async {
-            let request = LeaseRequest {
-                names: names.clone(),
-                principal: Principal::Project,
-                platform_role: "project_owner".into(),
-                class: AccessClass::ServiceRole,
-                ttl_seconds: MIGRATION_LEASE_SECONDS,
-                database: true,
-                api_url: None,
-            };
-            let planned = lease::plan_issue(request, chrono::Utc::now());
-            conn.run(&planned.statements).await?;
-            Ok(planned)
-        })
-        .await?;
-        let _ = &secrets;
-        let password = planned.password().cloned().ok_or_else(|| Error::internal("migration lease without password"))?;
-        let user = planned.login_role.clone().ok_or_else(|| Error::internal("migration lease without login role"))?;
-        let outcome = run_pending(c, &conn, &names, &todo, &user, &password).await;
-
-        // The lease goes away whatever happened.
-        conn.begin(Lock::None).await?;
-        in_transaction(&conn, async {
-            lease::revoke(&conn, vec![planned.lease_id], "migration run finished").await?;
-            Ok(())
-        })
-        .await?;
-
-        let (applied, failure) = outcome?;
-        let mut out = json!({"project": slug, "applied": applied, "skipped": skipped, "pending": [], "dry_run": false});
-        let failed = failure.is_some();
-        if let Some(f) = &failure {
-            out["failed"] = f.details.clone();
-        }
-        audit(&conn, Audit { action: ACTION, project: Some(slug), lease_id: Some(planned.lease_id), changed: !applied.is_empty(),
-                             statements: conn.stats.statements(), params: p, outcome: out.clone() }).await?;
-        match failure {
-            Some(mut e) if failed => {
-                if let Value::Object(d) = &mut e.details {
-                    d.insert("applied".into(), out["applied"].clone());
-                }
-                Err(e)
-            }
-            _ => Ok(out),
-        }
-    }
-    .await;
-    conn.release_session_lock(&format!("project:{}", names.schema))
-        .await?;
+    let key = format!("project:{}", names.schema);
+    conn.hold_session_lock(&key).await?;
+    let result = run(c, &conn, &names, req, &files, params).await;
+    conn.release_session_lock(&key).await?;
     result
+}
+
+async fn run(
+    c: &Connector,
+    conn: &Conn,
+    names: &ProjectNames,
+    req: &ApplyMigrations,
+    files: &[Migration],
+    params: &Value,
+) -> Result<Value> {
+    let db = c.db().await?;
+    let ctx = context(c, db);
+    let slug = names.slug.as_str();
+    registry::require_active(conn, names).await?;
+    let (todo, skipped) = pending(conn, names, files).await?;
+    if req.dry_run || todo.is_empty() {
+        let out = json!({"project": slug, "applied": [], "skipped": skipped, "dry_run": req.dry_run,
+                         "pending": todo.iter().map(|m| json!({"version": m.version, "name": m.name})).collect::<Vec<_>>()});
+        if !req.dry_run {
+            let audit_row = Audit {
+                action: ACTION,
+                project: Some(slug),
+                lease_id: None,
+                changed: false,
+                params,
+                outcome: out.clone(),
+            };
+            audit(conn, audit_row).await?;
+        }
+        return Ok(out);
+    }
+    // A short-lived service-class lease to log in with.
+    let planned = lease::plan_issue(
+        LeaseRequest {
+            names: names.clone(),
+            principal: Principal::Project,
+            platform_role: "project_owner".into(),
+            class: AccessClass::ServiceRole,
+            ttl_seconds: MIGRATION_LEASE_SECONDS,
+            database: true,
+            api_url: None,
+        },
+        chrono::Utc::now(),
+    );
+    let tx = conn.transaction(Lock::None);
+    tx.run(&render_all(&planned.changes, &ctx)).await?;
+    tx.commit_without_audit().await?;
+    let password = planned
+        .password()
+        .cloned()
+        .ok_or_else(|| Error::internal("migration lease without password"))?;
+    let user = planned
+        .login_role
+        .clone()
+        .ok_or_else(|| Error::internal("migration lease without login role"))?;
+    let outcome = run_pending(c, conn, names, &todo, &user, &password).await;
+
+    // The lease goes away whatever happened; the audit row goes with it.
+    let (applied, failure) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            let tx = conn.transaction(Lock::None);
+            lease::revoke_now(&tx, &ctx, vec![planned.lease_id], "migration run finished").await?;
+            tx.commit_without_audit().await?;
+            return Err(e);
+        }
+    };
+    let mut out = json!({"project": slug, "applied": applied, "skipped": skipped, "pending": [], "dry_run": false});
+    if let Some(f) = &failure {
+        out["failed"] = f.details.clone();
+    }
+    let tx = conn.transaction(Lock::None);
+    let revoke = render_all(
+        &[lease::revoke(
+            vec![planned.lease_id],
+            "migration run finished",
+        )],
+        &ctx,
+    );
+    let audit_row = Audit {
+        action: ACTION,
+        project: Some(slug),
+        lease_id: Some(planned.lease_id),
+        changed: !applied.is_empty(),
+        params,
+        outcome: out.clone(),
+    };
+    tx.commit(revoke, audit_row).await?;
+    match failure {
+        Some(mut e) => {
+            if let Value::Object(d) = &mut e.details {
+                d.insert("applied".into(), out["applied"].clone());
+            }
+            Err(e)
+        }
+        None => Ok(out),
+    }
 }
 
 /// Run each pending migration in its own transaction on a lease session;
@@ -239,11 +260,13 @@ async fn run_pending(
             let _ = session.batch_execute("ROLLBACK").await;
             return Ok((applied, Some(migration_error(m, start, &e))));
         }
-        conn.execute(
-            "insert into supabase_connector.migrations (project, version, name, checksum) values ($1, $2, $3, $4)",
-            &[&names.slug.as_str(), &m.version, &m.name, &m.checksum],
-        )
-        .await?;
+        let record = Change::RecordMigration {
+            project: names.slug.as_str().into(),
+            version: m.version.clone(),
+            name: m.name.clone(),
+            checksum: m.checksum.clone(),
+        };
+        conn.run(&render_all(&[record], &context(c, db))).await?;
         applied.push(json!({"version": m.version, "name": m.name, "checksum": m.checksum}));
     }
     Ok((applied, None))

@@ -1,4 +1,4 @@
-//! One module per group of actions: params → model → plan → apply → result.
+//! One module per group of actions: request → model → plan → apply → result.
 
 pub mod access;
 pub mod leases;
@@ -9,99 +9,47 @@ pub mod remove;
 pub mod verify;
 
 use crate::apply::Audit;
-use crate::db::Conn;
-use crate::error::{Error, Result};
-use crate::names::{ProjectNames, Slug};
-use crate::sql::Statement;
+use crate::db::{Conn, Database};
+use crate::error::Result;
+use crate::plan::PlanContext;
+use crate::requests::Request;
 use crate::Connector;
 use serde_json::Value;
 
-/// Route an action (already validated against the catalog).
-pub async fn dispatch(c: &Connector, action: &str, p: &Value) -> Result<Value> {
-    match action {
-        "upsert_database_project_access" => project::upsert(c, p).await,
-        "describe_database_project" => project::describe(c, p).await,
-        "upsert_database_team_access" => access::upsert_team(c, p).await,
-        "upsert_database_access" => access::upsert_direct(c, p).await,
-        "revoke_database_access" => access::revoke_direct(c, p).await,
-        "revoke_database_team_access" => access::revoke_team(c, p).await,
-        "issue_database_lease" => leases::issue(c, p).await,
-        "renew_database_lease" => leases::renew(c, p).await,
-        "revoke_database_lease" => leases::revoke(c, p).await,
-        "reap_expired_leases" => leases::reap(c, p).await,
-        "remove_database_project" => remove::remove(c, p).await,
-        "apply_database_migrations" => migrations::apply(c, p).await,
-        "verify_database_project" => verify::verify(c, p).await,
-        other => Err(Error::invalid(format!("unknown action {other:?}"))),
+/// Route an action (already validated against the catalog) to its module,
+/// its parameters read into the action's request (`params`, redacted, go to
+/// the audit row).
+pub async fn dispatch(c: &Connector, action: &str, params: &Value) -> Result<Value> {
+    let p = params;
+    match Request::parse(action, params)? {
+        Request::UpsertProject(r) => project::upsert(c, &r, p).await,
+        Request::DescribeProject(r) => project::describe(c, &r).await,
+        Request::UpsertTeam(r) => access::upsert_team(c, &r, p).await,
+        Request::UpsertAccess(r) => access::upsert_direct(c, &r, p).await,
+        Request::RevokeAccess(r) => access::revoke_direct(c, &r, p).await,
+        Request::RevokeTeam(r) => access::revoke_team(c, &r, p).await,
+        Request::IssueLease(r) => leases::issue(c, &r, p).await,
+        Request::RenewLease(r) => leases::renew(c, &r, p).await,
+        Request::RevokeLease(r) => leases::revoke(c, &r, p).await,
+        Request::ReapLeases(r) => leases::reap(c, &r, p).await,
+        Request::RemoveProject(r) => remove::remove(c, &r, p).await,
+        Request::ApplyMigrations(r) => migrations::apply(c, &r, p).await,
+        Request::VerifyProjects(r) => verify::verify(c, &r, p).await,
     }
 }
 
-/// The project named by `params.project`.
-pub(crate) fn project_names(p: &Value) -> Result<ProjectNames> {
-    let slug = p
-        .get("project")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::invalid_at("/project", "required"))?;
-    Ok(ProjectNames::new(&Slug::parse(slug)?))
-}
-
-pub(crate) fn dry_run(p: &Value) -> bool {
-    p.get("dry_run").and_then(Value::as_bool).unwrap_or(false)
-}
-
-pub(crate) fn str_param<'a>(p: &'a Value, key: &str) -> Result<&'a str> {
-    p.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::invalid_at(&format!("/{key}"), "required"))
-}
-
-/// Run `body` inside the connection's open transaction: commit on success,
-/// roll back on failure.
-pub(crate) async fn in_transaction<T>(
-    conn: &Conn,
-    body: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    match body.await {
-        Ok(v) => {
-            conn.commit().await?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.rollback().await;
-            Err(e)
-        }
+/// What plans are rendered for: the server, the exposure and the pools.
+pub(crate) fn context<'a>(c: &'a Connector, db: &'a Database) -> PlanContext<'a> {
+    PlanContext {
+        server: &db.server,
+        exposure: &c.config.exposure,
+        pools: &c.config.api.pools,
     }
 }
 
-/// Write the audit row (inside the current transaction, if any).
+/// Write the audit row of an action that ran outside a transaction.
 pub(crate) async fn audit(conn: &Conn, audit: Audit<'_>) -> Result<()> {
-    let statement: Statement = audit.statement();
-    conn.run(std::slice::from_ref(&statement)).await
-}
-
-/// A project's registry row, or `not_found`.
-pub(crate) struct ProjectRecord {
-    pub state: String,
-}
-
-pub(crate) async fn project_record(
-    conn: &Conn,
-    names: &ProjectNames,
-    lock: bool,
-) -> Result<ProjectRecord> {
-    let sql = if lock {
-        "select state from supabase_connector.projects where slug = $1 for update"
-    } else {
-        "select state from supabase_connector.projects where slug = $1"
-    };
-    let row = conn
-        .query_opt(sql, &[&names.slug.as_str()])
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(format!(
-                "project {:?} is not provisioned",
-                names.slug.as_str()
-            ))
-        })?;
-    Ok(ProjectRecord { state: row.get(0) })
+    let statements = conn.stats.statements() + 1;
+    conn.run(std::slice::from_ref(&audit.statement(statements)))
+        .await
 }

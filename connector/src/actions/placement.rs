@@ -4,10 +4,10 @@
 //! the end of the transaction, so concurrent upserts never overfill a pool.
 
 use crate::config::{default_max_projects, Config};
-use crate::db::{lock_key, Conn};
+use crate::db::Conn;
 use crate::error::{Error, Result};
 use crate::names::CENTRAL_POOL;
-use crate::sql::{Param, ServerInfo, Statement};
+use crate::sql::ServerInfo;
 use serde_json::json;
 
 /// The pool a project goes to. `requested`: the upsert's `pool` parameter;
@@ -53,34 +53,15 @@ pub(crate) async fn choose(
         Some(name) => vec![name],
         None => pools.iter().map(|p| p.name.as_str()).collect(),
     };
-    // The lock first, the counts in a statement of their own: its snapshot
-    // is taken once the lock is held, so it sees every placement before it.
-    let rows = conn
-        .run_rows(&[
-            Statement::with(
-                "select pg_advisory_xact_lock($1)",
-                vec![Param::Int8(lock_key("placement"))],
-            ),
-            Statement::with(
-                "select coalesce((select count(*) from supabase_connector.projects p
-                         where p.pool = c.name and p.state = 'active' and p.exposed and p.isolation = 'shared'), 0), c.name
-                 from unnest($1::text[]) c(name)",
-                vec![Param::TextArray(candidates.iter().map(|c| c.to_string()).collect())],
-            ),
-        ])
-        .await?
-        .pop()
-        .unwrap_or_default();
+    let load = crate::registry::pool_load(conn, &candidates).await?;
     let mut best: Option<(i64, &str)> = None;
-    let mut load = serde_json::Map::new();
-    for row in &rows {
-        let served: i64 = row.get(0);
-        let name: String = row.get(1);
-        let Some(name) = candidates.iter().copied().find(|c| *c == name) else {
+    let mut report = serde_json::Map::new();
+    for (name, served) in &load {
+        let Some(name) = candidates.iter().copied().find(|c| c == name) else {
             continue;
         };
         let max = i64::from(capacity(name).unwrap_or(0));
-        load.insert(
+        report.insert(
             name.into(),
             json!({"projects": served, "max_projects": max}),
         );
@@ -95,6 +76,6 @@ pub(crate) async fn choose(
             Some(name) => format!("API pool {name:?} is full (its max_projects in api.pools)"),
             None => "every API pool is full: add a pool or raise max_projects in api.pools".into(),
         })
-        .with_details(json!({"setting": "api.pools", "pools": load}))),
+        .with_details(json!({"setting": "api.pools", "pools": report}))),
     }
 }

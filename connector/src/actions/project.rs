@@ -1,16 +1,18 @@
 //! `upsert_database_project_access` and `describe_database_project`.
 
-use super::{audit, dry_run, in_transaction, placement, project_names};
+use super::{audit, context, placement};
 use crate::apply::{dry_run_result, Audit};
-use crate::db::{Conn, Lock};
+use crate::db::{Conn, Lock, ServerInfo};
 use crate::domain::{Isolation, TenantCode};
 use crate::error::{Error, Result};
 use crate::inspect::project_state;
 use crate::lease::{self, LeaseRequest};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{pool_authenticator, AccessClass, ProjectNames, CENTRAL_POOL, POOL_ANON_ROLE};
-use crate::plan::{diff_project, render, render_all, Change, PlanContext};
-use crate::sql::ServerInfo;
+use crate::plan::{diff_project, Change, PlanContext};
+use crate::registry;
+use crate::render::{render, render_all};
+use crate::requests::{DescribeProject, UpsertProject};
 use crate::state::ProjectState;
 use crate::Connector;
 use serde_json::{json, Value};
@@ -40,94 +42,96 @@ fn roles_json(n: &ProjectNames) -> Value {
     json!({"owner": n.owner, "service_role": n.service_role, "authenticated": n.authenticated, "anon": n.anon})
 }
 
-/// What the upsert's parameters ask besides the project's desired state.
-struct UpsertRequest {
-    names: ProjectNames,
-    /// The TTL of the project's lease, when one is issued.
-    lease_ttl: Option<u64>,
-    database: bool,
-}
-
-impl UpsertRequest {
-    fn from_params(c: &Connector, p: &Value) -> Result<UpsertRequest> {
-        let issue_lease = p
-            .get("issue_lease")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let lease_ttl = match issue_lease {
-            true => Some(lease::ttl(
-                p.get("lease_ttl_seconds").and_then(Value::as_u64),
-                &c.config,
-                "/lease_ttl_seconds",
-            )?),
-            false => None,
-        };
-        Ok(UpsertRequest {
-            names: project_names(p)?,
-            lease_ttl,
-            database: p.get("database").and_then(Value::as_bool).unwrap_or(true),
-        })
-    }
-}
-
 /// Create or bring a project in line, and (by default) issue its service-class lease.
-pub async fn upsert(c: &Connector, p: &Value) -> Result<Value> {
-    let req = UpsertRequest::from_params(c, p)?;
-    let names = &req.names;
-    let db = c.db().await?;
-    let ctx = PlanContext {
-        server: &db.server,
-        exposure: &c.config.exposure,
-        pools: &c.config.api.pools,
+pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Result<Value> {
+    let names = ProjectNames::new(&req.project);
+    let lease_ttl = match req.issue_lease {
+        true => Some(lease::ttl(
+            req.lease_ttl_seconds,
+            &c.config,
+            "/lease_ttl_seconds",
+        )?),
+        false => None,
     };
+    let db = c.db().await?;
+    let ctx = context(c, db);
     let conn = db.conn().await?;
 
     // Optimistic read: a no-op re-upsert costs one query and the audit row.
-    let requested_pool = p.get("pool").and_then(Value::as_str);
-    let state = project_state(&conn, &db.server, names, requested_pool).await?;
-    if dry_run(p) || state.registry.is_some() {
-        let (desired, changes) = plan_upsert(&conn, c, &ctx, p, &state, false).await?;
-        if dry_run(p) {
+    let requested_pool = req.settings.pool.as_deref();
+    let state = project_state(&conn, &db.server, &names, requested_pool).await?;
+    if req.dry_run || state.registry.is_some() {
+        let (desired, changes) = plan_upsert(&conn, c, &ctx, req, &state, false).await?;
+        if req.dry_run {
             let statements = render_all(&changes, &ctx);
             let extra = json!({"project": names.slug.as_str(), "pool": desired.pool,
-                               "lease": req.lease_ttl.map(|_| json!({"access_class": "service_role", "would_issue": true}))});
+                               "lease": lease_ttl.map(|_| json!({"access_class": "service_role", "would_issue": true}))});
             return Ok(dry_run_result(ACTION, &changes, &statements, extra));
         }
-        if changes.is_empty() && req.lease_ttl.is_none() {
+        if changes.is_empty() && lease_ttl.is_none() {
             let out = summary(c, &db.server, &desired, false, false, 0);
-            audit(
-                &conn,
-                Audit {
-                    action: ACTION,
-                    project: Some(names.slug.as_str()),
-                    lease_id: None,
-                    changed: false,
-                    statements: 0,
-                    params: p,
-                    outcome: out.clone(),
-                },
-            )
-            .await?;
+            let audit_row = Audit {
+                action: ACTION,
+                project: Some(names.slug.as_str()),
+                lease_id: None,
+                changed: false,
+                params,
+                outcome: out.clone(),
+            };
+            audit(&conn, audit_row).await?;
             return Ok(out);
         }
     }
 
-    conn.begin(Lock::Project(&names.schema)).await?;
-    let body = async {
-        // Re-read under the lock: another upsert may have won the race.
-        let state = project_state(&conn, &db.server, names, requested_pool).await?;
-        let (desired, changes) = plan_upsert(&conn, c, &ctx, p, &state, true).await?;
-        apply_upsert(
-            c, &conn, &db.server, &ctx, p, &req, &state, &desired, &changes,
-        )
-        .await
+    let tx = conn.transaction(Lock::Project(&names.schema));
+    // Re-read under the lock: another upsert may have won the race.
+    let state = project_state(&tx, &db.server, &names, requested_pool).await?;
+    let (desired, changes) = plan_upsert(&tx, c, &ctx, req, &state, true).await?;
+    let mut statements = apply_statements(c, &tx, &ctx, &names, &state, &desired, &changes).await?;
+    let mut out = summary(
+        c,
+        &db.server,
+        &desired,
+        state.registry.is_none(),
+        !changes.is_empty(),
+        statements.len() as u32,
+    );
+    if statements.iter().any(|s| s.sql.contains(".lease_revoke(")) {
+        out["revoked_leases"] = json!(true);
+    }
+    let mut lease_id = None;
+    if let Some(ttl) = lease_ttl {
+        // the action's check of the secrets ran alongside the work above;
+        // an unreachable OpenBao rolls everything back
+        let secrets = c.secrets().await?;
+        let request = LeaseRequest {
+            names: names.clone(),
+            principal: Principal::Project,
+            platform_role: "project_owner".into(),
+            class: AccessClass::ServiceRole,
+            ttl_seconds: ttl,
+            database: req.database,
+            api_url: lease::api_url(&c.config, &names, desired.isolation, &desired.pool),
+        };
+        let planned = lease::plan_issue(request, chrono::Utc::now());
+        statements.extend(render_all(&planned.changes, &ctx));
+        lease_id = Some(planned.lease_id);
+        out["lease"] = planned.to_json(&secrets, &c.config, &db.server, true);
+    }
+    let audit_row = Audit {
+        action: ACTION,
+        project: Some(names.slug.as_str()),
+        lease_id,
+        changed: !changes.is_empty() || lease_id.is_some(),
+        params,
+        outcome: out.clone(),
     };
-    let out = in_transaction(&conn, body).await?;
+    tx.commit(statements, audit_row).await?;
     if out["isolation"] == "shared" && state.role(&names.authenticator).is_some() {
         // Back to shared: the dedicated PostgREST's password is now useless.
         if let Err(e) = c
             .openbao()?
-            .delete_kv(&authenticator_secret_path(names))
+            .delete_kv(&authenticator_secret_path(&names))
             .await
         {
             tracing::warn!(error = %e, "could not delete the former API login role's secret");
@@ -147,14 +151,18 @@ async fn plan_upsert(
     conn: &Conn,
     c: &Connector,
     ctx: &PlanContext<'_>,
-    p: &Value,
+    req: &UpsertProject,
     state: &ProjectState,
     place: bool,
 ) -> Result<(DesiredProject, Vec<Change>)> {
-    let names = project_names(p)?;
-    let mut desired =
-        DesiredProject::from_params(names.clone(), p, state.registry.as_ref(), &c.config)?;
-    let requested = p.get("pool").and_then(Value::as_str);
+    let names = ProjectNames::new(&req.project);
+    let mut desired = DesiredProject::new(
+        names.clone(),
+        &req.settings,
+        state.registry.as_ref(),
+        &c.config,
+    )?;
+    let requested = req.settings.pool.as_deref();
     let placing = requested.is_some() || state.registry.is_none();
     let mut state = std::borrow::Cow::Borrowed(state);
     if placing && desired.isolation == Isolation::Shared {
@@ -172,8 +180,7 @@ async fn plan_upsert(
             && (place
                 || state.pool.as_ref().map(|p| p.name.as_str()) != Some(desired.pool.as_str()))
         {
-            let db = c.db().await?;
-            let placed = project_state(conn, &db.server, &names, Some(&desired.pool)).await?;
+            let placed = project_state(conn, ctx.server, &names, Some(&desired.pool)).await?;
             state = std::borrow::Cow::Owned(ProjectState {
                 pool: placed.pool,
                 ..state.into_owned()
@@ -184,20 +191,19 @@ async fn plan_upsert(
     Ok((desired, changes))
 }
 
-/// Apply an upsert's plan and its lease inside the open transaction.
-#[allow(clippy::too_many_arguments)]
-async fn apply_upsert(
+/// The statements of an upsert's plan, in the open transaction: first the
+/// revocation of its leases when the project moves to another API, then the
+/// plan, with the password of each new API login role (kept in OpenBao
+/// only, written before its role exists, so a failure changes nothing).
+async fn apply_statements(
     c: &Connector,
     conn: &Conn,
-    server: &ServerInfo,
     ctx: &PlanContext<'_>,
-    p: &Value,
-    req: &UpsertRequest,
+    names: &ProjectNames,
     state: &ProjectState,
     desired: &DesiredProject,
     changes: &[Change],
-) -> Result<Value> {
-    let names = &req.names;
+) -> Result<Vec<crate::sql::Statement>> {
     if desired.tenant_code == TenantCode::Deny
         && state
             .registry
@@ -206,19 +212,17 @@ async fn apply_upsert(
     {
         refuse_existing_tenant_code(conn, names).await?;
     }
+    let mut statements = Vec::new();
     // A project that moves to another API (isolation, pool): its leases'
     // tokens and URLs point to the old one, so they go first.
-    let revoked_leases = match &state.registry {
-        Some(r) if r.isolation != desired.isolation || r.pool != desired.pool => {
-            let ids = super::leases::project_leases(conn, names.slug.as_str()).await?;
-            lease::revoke(conn, ids.clone(), "moved to another API").await?;
-            ids.len()
+    if let Some(r) = &state.registry {
+        if r.isolation != desired.isolation || r.pool != desired.pool {
+            let ids = registry::project_leases(conn, names.slug.as_str()).await?;
+            if !ids.is_empty() {
+                statements.extend(render(&lease::revoke(ids, "moved to another API"), ctx));
+            }
         }
-        _ => 0,
-    };
-    // The passwords of new API login roles live in OpenBao only; each is
-    // written before its role exists, so a failure changes nothing.
-    let mut statements = Vec::new();
+    }
     for change in changes {
         statements.extend(render(change, ctx));
         if let Change::CreateRole { role } = change {
@@ -236,53 +240,10 @@ async fn apply_upsert(
                     json!({ AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
                 )
                 .await?;
-            statements.push(lease::password_statement(role, &password));
+            statements.extend(render(&lease::set_password(role, &password), ctx));
         }
     }
-    let mut out = summary(
-        c,
-        server,
-        desired,
-        state.registry.is_none(),
-        !changes.is_empty(),
-        statements.len() as u32,
-    );
-    let mut lease_id = None;
-    if let Some(ttl) = req.lease_ttl {
-        // the action's check of the secrets ran alongside the work above;
-        // an unreachable OpenBao rolls everything back
-        let secrets = c.secrets().await?;
-        let request = LeaseRequest {
-            names: names.clone(),
-            principal: Principal::Project,
-            platform_role: "project_owner".into(),
-            class: AccessClass::ServiceRole,
-            ttl_seconds: ttl,
-            database: req.database,
-            api_url: lease::api_url(&c.config, names, desired.isolation, &desired.pool),
-        };
-        let planned = lease::plan_issue(request, chrono::Utc::now());
-        statements.extend(planned.statements.iter().cloned());
-        lease_id = Some(planned.lease_id);
-        out["lease"] = planned.to_json(&secrets, &c.config, server, true);
-    }
-    if revoked_leases > 0 {
-        out["revoked_leases"] = json!(revoked_leases);
-    }
-    statements.push(
-        Audit {
-            action: ACTION,
-            project: Some(names.slug.as_str()),
-            lease_id,
-            changed: !changes.is_empty() || lease_id.is_some(),
-            statements: conn.stats.statements() + statements.len() as u32 + 1,
-            params: p,
-            outcome: out.clone(),
-        }
-        .statement(),
-    );
-    conn.commit_after(&statements).await?;
-    Ok(out)
+    Ok(statements)
 }
 
 /// The project state an upsert returns.
@@ -389,14 +350,11 @@ fn postgrest_config(
 }
 
 /// Switching a project to `tenant_code = deny` needs its schema free of code.
-async fn refuse_existing_tenant_code(conn: &crate::db::Conn, names: &ProjectNames) -> Result<()> {
-    let rows = conn
-        .query("select kind || ' ' || object || ': ' || reason from supabase_connector.tenant_code_objects($1)", &[&names.schema])
-        .await?;
-    if rows.is_empty() {
+async fn refuse_existing_tenant_code(conn: &Conn, names: &ProjectNames) -> Result<()> {
+    let objects = registry::tenant_code_objects(conn, &names.schema).await?;
+    if objects.is_empty() {
         return Ok(());
     }
-    let objects: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     Err(Error::conflict(format!(
         "project {:?} cannot switch to tenant_code=deny: its schema holds {}",
         names.slug.as_str(),
@@ -406,49 +364,11 @@ async fn refuse_existing_tenant_code(conn: &crate::db::Conn, names: &ProjectName
 }
 
 /// A project's state: roles, grants, teams, lease count, exposure, migrations.
-pub async fn describe(c: &Connector, p: &Value) -> Result<Value> {
-    let names = project_names(p)?;
+pub async fn describe(c: &Connector, req: &DescribeProject) -> Result<Value> {
+    let names = ProjectNames::new(&req.project);
     let db = c.db().await?;
     let conn = db.conn().await?;
-    let row = conn
-        .query_opt(
-            "select json_build_object(
-               'state', p.state, 'isolation', p.isolation, 'tenant_code', p.tenant_code, 'exposed', p.exposed,
-               'created_at', p.created_at, 'updated_at', p.updated_at, 'pool', p.pool,
-               'grants', coalesce((select json_agg(json_build_object(
-                   'principal', json_build_object('type', g.principal_type, 'id', g.principal_id),
-                   'platform_role', g.platform_role, 'access_class', g.access_class)
-                   order by g.principal_type, g.principal_id)
-                 from supabase_connector.grants g where g.project = p.slug), '[]'),
-               'teams', coalesce((select json_agg(json_build_object(
-                   'team_id', t.team_id, 'platform_role', t.platform_role, 'access_class', t.access_class,
-                   'members', coalesce((select json_agg(m.user_id order by m.user_id) from supabase_connector.team_members m
-                                        where m.project = t.project and m.team_id = t.team_id), '[]'))
-                   order by t.team_id)
-                 from supabase_connector.teams t where t.project = p.slug), '[]'),
-               'active_leases', (select count(*) from supabase_connector.leases l
-                                 where l.project = p.slug and l.revoked_at is null and l.expires_at > now()),
-               'limits', p.limits,
-               'usage', json_build_object(
-                 'size_bytes', (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c
-                                where c.relnamespace = to_regnamespace(p.schema_name) and c.relkind in ('r', 'p', 'm')),
-                 'database_leases', (select count(*) from supabase_connector.leases l
-                                     where l.project = p.slug and l.revoked_at is null and l.database
-                                       and l.expires_at > now())),
-               'migrations', coalesce((select json_agg(json_build_object(
-                   'version', m.version, 'name', m.name, 'checksum', m.checksum, 'applied_at', m.applied_at)
-                   order by length(m.version), m.version)
-                 from supabase_connector.migrations m where m.project = p.slug), '[]'),
-               'listed', p.schema_name = any(string_to_array(coalesce(supabase_connector.served_setting(
-                   case when p.isolation = 'isolated' then null
-                        when p.pool = 'central' then 'authenticator'
-                        else 'supabase_connector_pool_' || p.pool end, 'pgrst.db_schemas'), ''), ','))
-             ) from supabase_connector.projects p where p.slug = $1",
-            &[&names.slug.as_str()],
-        )
-        .await?
-        .ok_or_else(|| Error::not_found(format!("project {:?} is not provisioned", names.slug.as_str())))?;
-    let mut state: Value = row.get(0);
+    let mut state = registry::describe(&conn, &names).await?;
     let isolation = Isolation::parse(state["isolation"].as_str().unwrap_or_default())?;
     let pool = state["pool"].as_str().unwrap_or(CENTRAL_POOL).to_string();
     // limits as they apply: the stored ones over the configured defaults

@@ -1,16 +1,18 @@
 //! `remove_database_project`: revoke every lease, unlist the schema, then
 //! archive (data kept, access blocked) or drop schema and roles.
 
-use super::{audit, dry_run, in_transaction, project_names};
+use super::context;
 use crate::apply::{dry_run_result, Audit};
 use crate::db::Lock;
 use crate::domain::Lifecycle;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::inspect::project_state;
 use crate::lease;
 use crate::names::ProjectNames;
-use crate::plan::{borrow_owner, render_all, Change, PlanContext};
-use crate::sql::{Param, Statement};
+use crate::plan::{borrow_owner, Change};
+use crate::registry;
+use crate::render::render_all;
+use crate::requests::RemoveProject;
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -85,73 +87,60 @@ fn plan_removal(
     changes
 }
 
-pub async fn remove(c: &Connector, p: &Value) -> Result<Value> {
+pub async fn remove(c: &Connector, req: &RemoveProject, params: &Value) -> Result<Value> {
     const ACTION: &str = "remove_database_project";
-    let names = project_names(p)?;
-    let drop_data = p.get("drop_data").and_then(Value::as_bool).unwrap_or(false);
+    let names = ProjectNames::new(&req.project);
     let db = c.db().await?;
-    let ctx = PlanContext {
-        server: &db.server,
-        exposure: &c.config.exposure,
-        pools: &c.config.api.pools,
-    };
+    let ctx = context(c, db);
     let conn = db.conn().await?;
-    conn.begin(Lock::Project(&names.schema)).await?;
     let slug = names.slug.as_str();
-    let body = async {
-        let state = project_state(&conn, &db.server, &names, None).await?;
-        let Some(row) = &state.registry else {
-            return Err(Error::not_found(format!(
-                "project {slug:?} is not provisioned"
-            )));
-        };
-        let changes = plan_removal(&names, drop_data, &state, &db.server.runtime_role);
-        let mut statements = vec![Statement::with(
-            "update supabase_connector.projects set state = 'archived', updated_at = now() where slug = $1",
-            vec![Param::Text(slug.into())],
-        )];
-        statements.extend(render_all(&changes, &ctx));
-        if drop_data {
-            statements.push(Statement::with(
-                "delete from supabase_connector.projects where slug = $1",
-                vec![Param::Text(slug.into())],
-            ));
-        }
-        if dry_run(p) {
-            return Ok(dry_run_result(
-                ACTION,
-                &changes,
-                &statements,
-                json!({"active_leases": state.active_leases}),
-            ));
-        }
-        let already_archived = !drop_data && row.state == Lifecycle::Archived;
-        let targets = super::leases::project_leases(&conn, slug).await?;
-        let terminated = lease::revoke(&conn, targets.clone(), "project removed").await?;
-        if !already_archived {
-            conn.run(&statements).await?;
-        }
-        let out = json!({
-            "project": slug,
-            "schema": names.schema,
-            "state": if drop_data { "dropped" } else { "archived" },
-            "revoked_leases": targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            "terminated_sessions": terminated,
-        });
-        audit(
-            &conn,
-            Audit {
-                action: ACTION,
-                project: Some(slug),
-                lease_id: None,
-                changed: !already_archived || !targets.is_empty(),
-                statements: conn.stats.statements(),
-                params: p,
-                outcome: out.clone(),
-            },
-        )
-        .await?;
-        Ok(out)
+    let tx = conn.transaction(Lock::Project(&names.schema));
+    let state = project_state(&tx, &db.server, &names, None).await?;
+    let Some(row) = &state.registry else {
+        return Err(registry::unknown_project(&names));
     };
-    in_transaction(&conn, body).await
+    // the registry row first: archived, the project is out of every list
+    let mut changes = vec![Change::ArchiveProject { slug: slug.into() }];
+    changes.extend(plan_removal(
+        &names,
+        req.drop_data,
+        &state,
+        &db.server.runtime_role,
+    ));
+    if req.drop_data {
+        changes.push(Change::ForgetProject { slug: slug.into() });
+    }
+    if req.dry_run {
+        let statements = render_all(&changes, &ctx);
+        return Ok(dry_run_result(
+            ACTION,
+            &changes,
+            &statements,
+            json!({"active_leases": state.active_leases}),
+        ));
+    }
+    let already_archived = !req.drop_data && row.state == Lifecycle::Archived;
+    let leases = registry::project_leases(&tx, slug).await?;
+    let terminated = lease::revoke_now(&tx, &ctx, leases.clone(), "project removed").await?;
+    let statements = match already_archived {
+        true => Vec::new(),
+        false => render_all(&changes, &ctx),
+    };
+    let out = json!({
+        "project": slug,
+        "schema": names.schema,
+        "state": if req.drop_data { "dropped" } else { "archived" },
+        "revoked_leases": leases.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        "terminated_sessions": terminated,
+    });
+    let audit = Audit {
+        action: ACTION,
+        project: Some(slug),
+        lease_id: None,
+        changed: !already_archived || !leases.is_empty(),
+        params,
+        outcome: out.clone(),
+    };
+    tx.commit(statements, audit).await?;
+    Ok(out)
 }

@@ -2,9 +2,10 @@
 //! tokens naming the project's class role, and for database access one
 //! login role; their renewal and revocation.
 //!
-//! Every statement that issues, renews or revokes a lease is written here;
-//! the login role itself is made and taken apart by the bootstrap's role
-//! functions (`lease_role_create`, `lease_role_renew`, `lease_revoke`).
+//! Every change that issues, renews or revokes a lease is planned here (its
+//! SQL is in `render`); the login role itself is made and taken apart by
+//! the bootstrap's role functions (`lease_role_create`, `lease_role_renew`,
+//! `lease_revoke`).
 
 pub mod jwt;
 pub mod scram;
@@ -14,8 +15,10 @@ use crate::domain::Isolation;
 use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::names::{lease_login_role, AccessClass, ProjectNames};
+use crate::plan::{Change, PlanContext};
+use crate::render::render;
 use crate::secrets::ConnectorSecrets;
-use crate::sql::{Param, ServerInfo, Statement};
+use crate::sql::ServerInfo;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -33,25 +36,16 @@ pub struct LeaseRequest {
     pub api_url: Option<String>,
 }
 
-/// A planned lease: its statements and the secrets to hand out once they commit.
+/// A planned lease: its changes and the secrets to hand out once they commit.
 pub struct PlannedLease {
     pub lease_id: Uuid,
     /// The login role, for a lease with database access.
     pub login_role: Option<String>,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub statements: Vec<Statement>,
+    pub changes: Vec<Change>,
     password: Option<Secret>,
     request: LeaseRequest,
-}
-
-impl std::fmt::Debug for PlannedLease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlannedLease")
-            .field("lease_id", &self.lease_id)
-            .field("login_role", &self.login_role)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The TTL to use: the request's, else the default; above the maximum is an error.
@@ -74,96 +68,87 @@ fn timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// Plan a lease: its registry row and, for database access, its login role
-/// (created by `lease_role_create` from that row, with a SCRAM verifier
-/// computed here). An API-only lease is the row alone: no role statement.
+/// (made by `lease_role_create` from that row, with a SCRAM verifier
+/// computed here). An API-only lease is the row alone: no role change.
 pub fn plan_issue(request: LeaseRequest, now: DateTime<Utc>) -> PlannedLease {
     let lease_id = Uuid::new_v4();
     let expires_at = now + chrono::Duration::seconds(request.ttl_seconds as i64);
     let login_role = request.database.then(|| lease_login_role(lease_id));
     let password = request.database.then(scram::new_password);
-    let n = &request.names;
-    let mut statements = vec![Statement::with(
-        "insert into supabase_connector.leases (lease_id, project, role_name, principal_type, \
-         principal_id, platform_role, access_class, database, issued_at, expires_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        vec![
-            Param::Uuid(lease_id),
-            Param::Text(n.slug.as_str().into()),
-            Param::OptText(login_role.clone()),
-            Param::Text(request.principal.kind().into()),
-            Param::Text(request.principal.id()),
-            Param::Text(request.platform_role.clone()),
-            Param::Text(request.class.as_str().into()),
-            Param::Bool(request.database),
-            Param::Time(now),
-            Param::Time(expires_at),
-        ],
-    )];
+    let mut changes = vec![Change::RecordLease {
+        lease_id,
+        project: request.names.slug.as_str().into(),
+        login_role: login_role.clone(),
+        principal: request.principal.clone(),
+        platform_role: request.platform_role.clone(),
+        access_class: request.class,
+        issued_at: now,
+        expires_at,
+    }];
     if let Some(password) = &password {
-        statements.push(Statement::with(
-            "select supabase_connector.lease_role_create($1, $2)",
-            vec![
-                Param::Uuid(lease_id),
-                Param::Secret(Secret::new(scram::new_verifier(password))),
-            ],
-        ));
+        changes.push(Change::CreateLeaseLogin {
+            lease_id,
+            verifier: Secret::new(scram::new_verifier(password)),
+        });
     }
     PlannedLease {
         lease_id,
         login_role,
         issued_at: now,
         expires_at,
-        statements,
+        changes,
         password,
         request,
     }
 }
 
 /// A renewal: the new expiry and, for database access, a new password.
-/// Returns the statements and the password.
+/// Returns the changes and the password.
 pub fn plan_renew(
     lease_id: Uuid,
-    database: bool,
+    login: bool,
     expires_at: DateTime<Utc>,
-) -> (Vec<Statement>, Option<Secret>) {
-    let mut statements = vec![Statement::with(
-        "update supabase_connector.leases set expires_at = $2, renewed_at = now() where lease_id = $1",
-        vec![Param::Uuid(lease_id), Param::Time(expires_at)],
-    )];
-    let password = database.then(scram::new_password);
+) -> (Vec<Change>, Option<Secret>) {
+    let mut changes = vec![Change::ExtendLease {
+        lease_id,
+        expires_at,
+    }];
+    let password = login.then(scram::new_password);
     if let Some(password) = &password {
         // The old connection string stops working for new logins; open
         // sessions continue.
-        statements.push(Statement::with(
-            "select supabase_connector.lease_role_renew($1, $2)",
-            vec![
-                Param::Uuid(lease_id),
-                Param::Secret(Secret::new(scram::new_verifier(password))),
-            ],
-        ));
+        changes.push(Change::RenewLeaseLogin {
+            lease_id,
+            verifier: Secret::new(scram::new_verifier(password)),
+        });
     }
-    (statements, password)
+    (changes, password)
 }
 
 /// Revoke leases: mark their rows (their tokens are refused from that
 /// commit on) and take their login roles apart (`NOLOGIN`, end sessions,
 /// `REASSIGN OWNED` to the owner with the class grants, `DROP OWNED`, `DROP
-/// ROLE`). Returns the number of sessions ended.
-pub fn revoke_statement(lease_ids: Vec<Uuid>, reason: &str) -> Statement {
-    Statement::with(
-        "select supabase_connector.lease_revoke($1, $2)",
-        vec![Param::UuidArray(lease_ids), Param::Text(reason.into())],
-    )
+/// ROLE`).
+pub fn revoke(lease_ids: Vec<Uuid>, reason: &str) -> Change {
+    Change::RevokeLeases {
+        lease_ids,
+        reason: reason.into(),
+    }
 }
 
-/// Run [`revoke_statement`] in the caller's transaction; the number of
-/// sessions ended.
-pub async fn revoke(conn: &crate::db::Conn, lease_ids: Vec<Uuid>, reason: &str) -> Result<i64> {
+/// Revoke leases in the caller's transaction now; the number of sessions
+/// ended.
+pub async fn revoke_now(
+    conn: &crate::db::Conn,
+    ctx: &PlanContext<'_>,
+    lease_ids: Vec<Uuid>,
+    reason: &str,
+) -> Result<i64> {
     if lease_ids.is_empty() {
         return Ok(0);
     }
     let rows = conn
-        .run_rows(&[revoke_statement(lease_ids, reason)])
+        .run_rows(&render(&revoke(lease_ids, reason), ctx))
         .await?;
     Ok(rows
         .first()
@@ -171,10 +156,6 @@ pub async fn revoke(conn: &crate::db::Conn, lease_ids: Vec<Uuid>, reason: &str) 
         .map(|r| r.get::<_, i32>(0) as i64)
         .unwrap_or(0))
 }
-
-/// The definition of an active lease: not revoked, not expired. The SQL
-/// condition over `leases` aliased `l`.
-pub const ACTIVE_LEASE_SQL: &str = "l.revoked_at is null and l.expires_at > now()";
 
 impl PlannedLease {
     /// The database password, for the connector's own lease sessions.
@@ -356,12 +337,9 @@ pub fn api_url(
 
 /// Set an API login role's password (`role_password`) with a SCRAM
 /// verifier computed here, so the plaintext never reaches the server.
-pub fn password_statement(role: &str, password: &Secret) -> Statement {
-    Statement::with(
-        "select supabase_connector.role_password($1, $2)",
-        vec![
-            Param::Text(role.into()),
-            Param::Secret(Secret::new(scram::new_verifier(password))),
-        ],
-    )
+pub fn set_password(role: &str, password: &Secret) -> Change {
+    Change::SetLoginPassword {
+        role: role.into(),
+        verifier: Secret::new(scram::new_verifier(password)),
+    }
 }
