@@ -138,14 +138,7 @@ pub async fn upsert_direct(c: &Connector, req: &UpsertAccess, params: &Value) ->
     let names = ProjectNames::new(&req.project);
     let principal = direct_principal(&req.principal)?;
     let class = AccessClass::of_platform_role(&req.platform_role)?;
-    let ttl = match req.issue_lease {
-        true => Some(lease::ttl(
-            req.lease_ttl_seconds,
-            &c.config,
-            "/lease_ttl_seconds",
-        )?),
-        false => None,
-    };
+    let ttl = lease::ttl_if(req.issue_lease, req.lease_ttl_seconds, &c.config)?;
     let db = c.db().await?;
     let ctx = context(c, db);
     let conn = db.conn().await?;

@@ -45,14 +45,7 @@ fn roles_json(n: &ProjectNames) -> Value {
 /// Create or bring a project in line, and (by default) issue its service-class lease.
 pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Result<Value> {
     let names = ProjectNames::new(&req.project);
-    let lease_ttl = match req.issue_lease {
-        true => Some(lease::ttl(
-            req.lease_ttl_seconds,
-            &c.config,
-            "/lease_ttl_seconds",
-        )?),
-        false => None,
-    };
+    let lease_ttl = lease::ttl_if(req.issue_lease, req.lease_ttl_seconds, &c.config)?;
     let db = c.db().await?;
     let ctx = context(c, db);
     let conn = db.conn().await?;

@@ -63,6 +63,14 @@ pub fn ttl(requested: Option<u64>, config: &Config, pointer: &str) -> Result<u64
     Ok(ttl)
 }
 
+/// The TTL of the lease an action issues along (`issue`), checked as
+/// [`ttl`]; none when it issues none.
+pub fn ttl_if(issue: bool, requested: Option<u64>, config: &Config) -> Result<Option<u64>> {
+    issue
+        .then(|| ttl(requested, config, "/lease_ttl_seconds"))
+        .transpose()
+}
+
 fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
