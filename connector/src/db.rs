@@ -83,6 +83,7 @@ pub struct Totals {
 
 impl Totals {
     /// `(statements, round_trips)` so far.
+    #[cfg(feature = "internals")]
     pub fn get(&self) -> (u64, u64) {
         (
             self.statements.load(Ordering::Relaxed),

@@ -58,8 +58,7 @@ select json_build_object(
       'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
       'bypassrls', rolbypassrls)) from r), '[]'),
   'memberships', coalesce((select json_agg(json_build_object(
-      'role', g.rolname, 'member', m.rolname, 'admin', am.admin_option,
-      'grantor', am.grantor::regrole::text {membership_options}))
+      'role', g.rolname, 'member', m.rolname {membership_options}))
     from (select * from pg_auth_members where roleid in (select oid from r)
           union
           select * from pg_auth_members where member in (select oid from r)) am

@@ -19,32 +19,59 @@
 //! # Ok(()) }
 //! ```
 
-pub mod actions;
-pub mod apply;
+// The library's surface: the connector, its configuration, its errors,
+// the catalog, bootstrap, and the typed requests and vocabulary.
 pub mod bootstrap;
 pub mod catalog;
 pub mod config;
-pub mod db;
-pub mod demo;
 pub mod domain;
 pub mod error;
-pub mod inspect;
-pub mod lease;
-pub mod model;
-pub mod names;
-pub mod plan;
-pub mod registry;
-pub mod render;
 pub mod requests;
-pub mod secrets;
-pub mod sql;
-pub mod sqlscan;
+
+/// Modules private to the crate, public with the `internals` feature (the
+/// property tests and the benchmark look inside).
+macro_rules! internal {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[cfg(feature = "internals")]
+            pub mod $name;
+            $(#[$doc])*
+            #[cfg(not(feature = "internals"))]
+            mod $name;
+        )*
+    };
+}
+
+internal! {
+    actions;
+    apply;
+    db;
+    inspect;
+    lease;
+    model;
+    names;
+    plan;
+    registry;
+    render;
+    secrets;
+    sql;
+    sqlscan;
+    state;
+    tls;
+}
+
+// The demo and the stack it starts: for the command line and the benchmark
+// (feature `devtools`, on by default; the Python bindings go without).
+#[cfg(feature = "devtools")]
+pub mod demo;
+#[cfg(feature = "devtools")]
 pub mod stack;
-pub mod state;
-pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};
+pub use model::Principal;
+pub use names::{AccessClass, Slug};
 
 use db::Database;
 use secrets::{ConnectorSecrets, OpenBao};
@@ -147,14 +174,14 @@ impl Connector {
     }
 
     /// The OpenBao client, or why there is none.
-    pub fn openbao(&self) -> Result<&OpenBao> {
+    pub(crate) fn openbao(&self) -> Result<&OpenBao> {
         self.openbao.as_ref().map_err(Clone::clone)
     }
 
     /// The secrets leases need. Inside an action: as OpenBao has them when
     /// the action started (their version checked once per action, see
     /// [`Connector::signing_secrets`]); outside one: checked now.
-    pub async fn secrets(&self) -> Result<ConnectorSecrets> {
+    pub(crate) async fn secrets(&self) -> Result<ConnectorSecrets> {
         match ACTION_SECRETS.try_with(Arc::clone) {
             Ok(memo) => memo.get_or_init(|| self.signing_secrets()).await.clone(),
             Err(_) => self.signing_secrets().await,
@@ -165,12 +192,18 @@ impl Connector {
     /// (one small request on a kept-alive connection) and the secret read
     /// again only when it changed, so tokens signed after a rotation of
     /// `JWT_SECRET` use the new secret.
+    #[cfg(feature = "internals")]
     pub async fn signing_secrets(&self) -> Result<ConnectorSecrets> {
         self.openbao()?.secrets_for_signing().await
     }
 
+    #[cfg(not(feature = "internals"))]
+    pub(crate) async fn signing_secrets(&self) -> Result<ConnectorSecrets> {
+        self.openbao()?.secrets_for_signing().await
+    }
+
     /// The database pool, opened on first use.
-    pub async fn db(&self) -> Result<&Database> {
+    pub(crate) async fn db(&self) -> Result<&Database> {
         self.db
             .get_or_try_init(|| async {
                 let password = self.database_password().await?;
@@ -190,8 +223,16 @@ impl Connector {
         if has_password {
             return Ok(None);
         }
-        let secrets = self.secrets().await?;
+        // the password is read once per pool: no version check needed
+        let secrets = self.openbao()?.secrets().await?;
         Ok(secrets.postgres_password)
+    }
+
+    /// The database pool (for the benchmark's counts of statements and
+    /// round trips).
+    #[cfg(feature = "internals")]
+    pub async fn database(&self) -> Result<&Database> {
+        self.db().await
     }
 
     /// Close the pool; later actions fail.

@@ -172,6 +172,7 @@ pub fn lease_login_role(lease_id: Uuid) -> String {
 
 /// Whether `name` has the shape of a lease role (`lease_<32 hex>`, or
 /// `lease_<32 hex>_anon` as leases of bootstrap version 1 had).
+#[cfg(any(test, feature = "internals"))]
 pub fn is_lease_role(name: &str) -> bool {
     let hex = name
         .strip_prefix("lease_")
@@ -191,6 +192,7 @@ pub fn ident(name: &str) -> String {
 
 /// Quote an SQL string literal (for the few places DDL cannot take a bind
 /// parameter: `VALID UNTIL`, `PASSWORD`, `SET role`). Rejects NUL.
+#[cfg(any(test, feature = "internals"))]
 pub fn literal(value: &str) -> String {
     assert!(!value.contains('\0'), "NUL in an SQL literal");
     format!("'{}'", value.replace('\'', "''"))

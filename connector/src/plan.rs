@@ -1025,10 +1025,8 @@ mod tests {
         let grant = |inherit: Option<bool>, set: Option<bool>| Membership {
             role: "r".into(),
             member: "m".into(),
-            admin: false,
             inherit,
             set,
-            grantor: None,
         };
         // PostgreSQL 15 records no options: any grant fits
         for kind in [

@@ -38,10 +38,9 @@ macro_rules! query {
     };
 }
 
-/// The condition of a live lease, over `leases` aliased `l`: not revoked,
-/// not expired. The bootstrap's functions (`pre_request`,
-/// `lease_role_create`) use the same one.
-pub const LIVE_LEASE: &str = "l.revoked_at is null and l.expires_at > now()";
+// A live lease, in every query here and in the bootstrap's functions
+// (`pre_request`, `lease_role_create`): `revoked_at is null and expires_at
+// > now()`.
 
 /// `not_found` for a slug nobody provisioned.
 pub fn unknown_project(names: &ProjectNames) -> Error {

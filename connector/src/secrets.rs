@@ -370,10 +370,6 @@ impl OpenBao {
         Ok(secrets)
     }
 
-    /// Forget cached secrets (after a rotation).
-    pub async fn invalidate(&self) {
-        *self.cache.lock().await = None;
-    }
 }
 
 fn unreachable(what: &str) -> Error {

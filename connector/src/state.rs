@@ -37,13 +37,8 @@ pub struct RoleState {
 pub struct Membership {
     pub role: String,
     pub member: String,
-    pub admin: bool,
     pub inherit: Option<bool>,
     pub set: Option<bool>,
-    /// Who granted it: on PostgreSQL 16+ only that role (or a superuser)
-    /// can revoke it.
-    #[serde(default)]
-    pub grantor: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -93,7 +93,12 @@ struct Bench {
 
 impl Bench {
     async fn totals(&self) -> (u64, u64) {
-        self.connector.db().await.expect("database").totals.get()
+        self.connector
+            .database()
+            .await
+            .expect("database")
+            .totals
+            .get()
     }
 
     /// Run `f` `n` times sequentially, timing each call and counting the
@@ -381,7 +386,7 @@ async fn measure_actions(
     // The served list computed from the registry and compared with (and,
     // were it different, written to) authenticator's setting: what every
     // change of exposure runs, here as its own transaction.
-    let db = connector.db().await.expect("db");
+    let db = connector.database().await.expect("db");
     let base = connector.config().exposure.base_schemas.clone();
     let mode = connector.config().exposure.mode.to_string();
     let s = b
@@ -492,7 +497,7 @@ async fn main() {
     };
     let bao = sides::Bao::new(&stack);
     let bao_version = bao.version().await;
-    let db = connector.db().await.expect("db");
+    let db = connector.database().await.expect("db");
     let facts = db
         .conn()
         .await

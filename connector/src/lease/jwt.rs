@@ -22,6 +22,7 @@ pub fn sign(claims: &Value, secret: &Secret) -> String {
 
 /// Verify an HS256 token's signature and return its claims (no `exp`
 /// check: callers decide). Used by tests and the demo.
+#[cfg(any(test, feature = "devtools", feature = "internals"))]
 pub fn verify(token: &str, secret: &Secret) -> Option<Value> {
     let (signing_input, signature) = token.rsplit_once('.')?;
     let (header, payload) = signing_input.split_once('.')?;
