@@ -145,29 +145,7 @@ async fn run(
         return Ok(out);
     }
     // A short-lived service-class lease to log in with.
-    let planned = lease::plan_issue(
-        LeaseRequest {
-            names: names.clone(),
-            principal: Principal::Project,
-            platform_role: "project_owner".into(),
-            class: AccessClass::ServiceRole,
-            ttl_seconds: MIGRATION_LEASE_SECONDS,
-            database: true,
-            api_url: None,
-        },
-        chrono::Utc::now(),
-    );
-    let tx = conn.transaction(Lock::None);
-    tx.run(&render_all(&planned.changes, &ctx)).await?;
-    tx.commit_without_audit().await?;
-    let password = planned
-        .password()
-        .cloned()
-        .ok_or_else(|| Error::internal("migration lease without password"))?;
-    let user = planned
-        .login_role
-        .clone()
-        .ok_or_else(|| Error::internal("migration lease without login role"))?;
+    let (planned, user, password) = migration_lease(conn, &ctx, names).await?;
     let outcome = run_pending(c, conn, names, &todo, &user, &password).await;
 
     // The lease goes away whatever happened; the audit row goes with it.
@@ -210,6 +188,39 @@ async fn run(
         }
         None => Ok(out),
     }
+}
+
+/// Issue (and commit) the short-lived service-class lease a run logs in
+/// with: the lease, its login role and password.
+async fn migration_lease(
+    conn: &Conn,
+    ctx: &crate::plan::PlanContext<'_>,
+    names: &ProjectNames,
+) -> Result<(lease::PlannedLease, String, crate::config::Secret)> {
+    let planned = lease::plan_issue(
+        LeaseRequest {
+            names: names.clone(),
+            principal: Principal::Project,
+            platform_role: "project_owner".into(),
+            class: AccessClass::ServiceRole,
+            ttl_seconds: MIGRATION_LEASE_SECONDS,
+            database: true,
+            api_url: None,
+        },
+        chrono::Utc::now(),
+    );
+    let tx = conn.transaction(Lock::None);
+    tx.run(&render_all(&planned.changes, ctx)).await?;
+    tx.commit_without_audit().await?;
+    let password = planned
+        .password()
+        .cloned()
+        .ok_or_else(|| Error::internal("migration lease without password"))?;
+    let user = planned
+        .login_role
+        .clone()
+        .ok_or_else(|| Error::internal("migration lease without login role"))?;
+    Ok((planned, user, password))
 }
 
 /// Run each pending migration in its own transaction on a lease session;

@@ -92,25 +92,18 @@ pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Resul
     if statements.iter().any(|s| s.sql.contains(".lease_revoke(")) {
         out["revoked_leases"] = json!(true);
     }
-    let mut lease_id = None;
-    if let Some(ttl) = lease_ttl {
-        // the action's check of the secrets ran alongside the work above;
-        // an unreachable OpenBao rolls everything back
-        let secrets = c.secrets().await?;
-        let request = LeaseRequest {
-            names: names.clone(),
-            principal: Principal::Project,
-            platform_role: "project_owner".into(),
-            class: AccessClass::ServiceRole,
-            ttl_seconds: ttl,
-            database: req.database,
-            api_url: lease::api_url(&c.config, &names, desired.isolation, &desired.pool),
-        };
-        let planned = lease::plan_issue(request, chrono::Utc::now());
-        statements.extend(render_all(&planned.changes, &ctx));
-        lease_id = Some(planned.lease_id);
-        out["lease"] = planned.to_json(&secrets, &c.config, &db.server, true);
-    }
+    let lease_id = match lease_ttl {
+        Some(ttl) => {
+            let planned = project_lease(c, &names, &desired, ttl, req.database);
+            // the action's check of the secrets ran alongside the work above;
+            // an unreachable OpenBao rolls everything back
+            let secrets = c.secrets().await?;
+            statements.extend(render_all(&planned.changes, &ctx));
+            out["lease"] = planned.to_json(&secrets, &c.config, &db.server, true);
+            Some(planned.lease_id)
+        }
+        None => None,
+    };
     let audit_row = Audit {
         action: ACTION,
         project: Some(names.slug.as_str()),
@@ -120,15 +113,8 @@ pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Resul
         outcome: out.clone(),
     };
     tx.commit(statements, audit_row).await?;
-    if out["isolation"] == "shared" && state.role(&names.authenticator).is_some() {
-        // Back to shared: the dedicated PostgREST's password is now useless.
-        if let Err(e) = c
-            .openbao()?
-            .delete_kv(&authenticator_secret_path(&names))
-            .await
-        {
-            tracing::warn!(error = %e, "could not delete the former API login role's secret");
-        }
+    if desired.isolation == Isolation::Shared && state.role(&names.authenticator).is_some() {
+        forget_login_password(c, &names).await;
     }
     tracing::debug!(
         statements = conn.stats.statements(),
@@ -136,6 +122,37 @@ pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Resul
         "upsert applied"
     );
     Ok(out)
+}
+
+/// The project's own service-class lease, on the API that serves it.
+fn project_lease(
+    c: &Connector,
+    names: &ProjectNames,
+    desired: &DesiredProject,
+    ttl: u64,
+    database: bool,
+) -> lease::PlannedLease {
+    let request = LeaseRequest {
+        names: names.clone(),
+        principal: Principal::Project,
+        platform_role: "project_owner".into(),
+        class: AccessClass::ServiceRole,
+        ttl_seconds: ttl,
+        database,
+        api_url: lease::api_url(&c.config, names, desired.isolation, &desired.pool),
+    };
+    lease::plan_issue(request, chrono::Utc::now())
+}
+
+/// Back to shared: the dedicated PostgREST's password is now useless.
+async fn forget_login_password(c: &Connector, names: &ProjectNames) {
+    let deleted = match c.openbao() {
+        Ok(bao) => bao.delete_kv(&authenticator_secret_path(names)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = deleted {
+        tracing::warn!(error = %e, "could not delete the former API login role's secret");
+    }
 }
 
 /// The desired state and the plan. A new shared project is placed on an API

@@ -16,6 +16,7 @@ use crate::plan::{diff_project, Change, PlanContext};
 use crate::registry::{self, PoolStatus, ProjectExtras};
 use crate::render::render_all;
 use crate::requests::VerifyProjects;
+use crate::state::{ProjectRow, ProjectState};
 use crate::Connector;
 use serde_json::{json, Value};
 
@@ -254,6 +255,24 @@ fn extra_findings(
             ),
         ));
     }
+    out.extend(lease_findings(x, names, limits));
+    if let Some(max) = limits.max_size_bytes {
+        if x.size_bytes as u64 > max {
+            out.push(Finding::warning(
+                C::SizeOverLimit,
+                format!("schema {}", names.schema),
+                format!("at most {max} bytes (limits.max_size_bytes)"),
+                format!("{} bytes", x.size_bytes),
+            ));
+        }
+    }
+    out
+}
+
+/// Lease roles out of step with the registry or the project's limits.
+fn lease_findings(x: &ProjectExtras, names: &ProjectNames, limits: &Limits) -> Vec<Finding> {
+    use FindingCode as C;
+    let mut out = Vec::new();
     for role in &x.orphan_lease_roles {
         let drop = Change::DropOrphanLeaseRole {
             role: role.clone(),
@@ -301,16 +320,6 @@ fn extra_findings(
             )
             .repaired_by(vec![fix]),
         );
-    }
-    if let Some(max) = limits.max_size_bytes {
-        if x.size_bytes as u64 > max {
-            out.push(Finding::warning(
-                C::SizeOverLimit,
-                format!("schema {}", names.schema),
-                format!("at most {max} bytes (limits.max_size_bytes)"),
-                format!("{} bytes", x.size_bytes),
-            ));
-        }
     }
     out
 }
@@ -468,6 +477,51 @@ async fn new_login_password(c: &Connector, role: &str, path: &str) -> Result<Cha
     Ok(lease::set_password(role, &secret))
 }
 
+/// What the project's state shows besides the diff: an archived project
+/// still listed, an owner the runtime role kept.
+fn state_findings(state: &ProjectState, row: &ProjectRow, names: &ProjectNames, runtime: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if row.state == Lifecycle::Archived && state.listed {
+        let unlist = Change::ApplyExposure { pools: vec![row.pool.clone()] };
+        out.push(
+            Finding::error(FindingCode::ExposureMismatch, "pgrst.db_schemas".into(), "archived project not listed", "listed")
+                .repaired_by(vec![unlist]),
+        );
+    }
+    if state.holds_owner(&names.owner, runtime) {
+        // Borrowed per transaction, never kept: a lasting grant (from an
+        // earlier version) makes every membership check of the runtime
+        // role walk one more role per project.
+        let give_up = Change::ReturnOwner { owner: names.owner.clone(), runtime: runtime.into() };
+        out.push(
+            Finding::warning(
+                FindingCode::MembershipLasting,
+                format!("{runtime} in {}", names.owner),
+                "borrowed only while an action needs it",
+                "kept",
+            )
+            .repaired_by(vec![give_up]),
+        );
+    }
+    out
+}
+
+/// New passwords for the API login roles a repair recreates (the
+/// project's own when isolated, its pool's).
+async fn login_passwords(c: &Connector, changes: &[Change], names: &ProjectNames, pool: &str) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    for change in changes {
+        if let Change::CreateRole { role } = change {
+            if *role == names.authenticator {
+                out.push(new_login_password(c, role, &authenticator_secret_path(names)).await?);
+            } else if *role == pool_authenticator(pool) {
+                out.push(new_login_password(c, role, &pool_secret_path(pool)).await?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Verify (and optionally repair) one project.
 async fn verify_project(
     c: &Connector,
@@ -493,53 +547,11 @@ async fn verify_project(
         Lifecycle::Archived => Vec::new(),
     };
     let mut findings: Vec<Finding> = changes.iter().filter_map(from_change).collect();
-    let mut passwords = Vec::new();
-    if repair {
-        for change in &changes {
-            if let Change::CreateRole { role } = change {
-                if *role == names.authenticator {
-                    passwords.push(
-                        new_login_password(c, role, &authenticator_secret_path(names)).await?,
-                    );
-                } else if *role == pool_authenticator(&row.pool) {
-                    passwords
-                        .push(new_login_password(c, role, &pool_secret_path(&row.pool)).await?);
-                }
-            }
-        }
-    }
-    if row.state == Lifecycle::Archived && state.listed {
-        let unlist = Change::ApplyExposure {
-            pools: vec![row.pool.clone()],
-        };
-        findings.push(
-            Finding::error(
-                FindingCode::ExposureMismatch,
-                "pgrst.db_schemas".into(),
-                "archived project not listed",
-                "listed",
-            )
-            .repaired_by(vec![unlist]),
-        );
-    }
-    if state.holds_owner(&names.owner, runtime) {
-        // Borrowed per transaction, never kept: a lasting grant (from an
-        // earlier version) makes every membership check of the runtime
-        // role walk one more role per project.
-        let give_up = Change::ReturnOwner {
-            owner: names.owner.clone(),
-            runtime: runtime.clone(),
-        };
-        findings.push(
-            Finding::warning(
-                FindingCode::MembershipLasting,
-                format!("{runtime} in {}", names.owner),
-                "borrowed only while an action needs it",
-                "kept",
-            )
-            .repaired_by(vec![give_up]),
-        );
-    }
+    let passwords = match repair {
+        true => login_passwords(c, &changes, names, &row.pool).await?,
+        false => Vec::new(),
+    };
+    findings.extend(state_findings(&state, &row, names, runtime));
     let extras = registry::project_extras(&tx, names).await?;
     let extra = extra_findings(&extras, names, row.isolation, &desired.limits);
     if repair {
