@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 use std::fmt;
+use std::sync::Arc;
+use tokio_postgres::error::SqlState;
 
 /// Stable error codes shared by the CLI, the library and the Python bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +82,8 @@ pub struct Error {
     pub code: ErrorCode,
     pub message: String,
     pub details: Value,
+    /// The error it came from, when there is one (a PostgreSQL error).
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,11 +94,18 @@ impl Error {
             code,
             message: message.into(),
             details: Value::Null,
+            source: None,
         }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
+        self
+    }
+
+    /// Keep the error this one comes from (`std::error::Error::source`).
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
         self
     }
 
@@ -142,7 +153,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// SQLSTATE the bootstrap's functions raise when a project limit is reached
 /// (`limits.max_database_leases`): a `conflict`.
@@ -153,43 +170,61 @@ pub const LIMIT_REACHED: &str = "SC409";
 pub const PRECONDITION_SQLSTATE: &str = "SC412";
 
 /// SQLSTATE classes that mean "the server went away", not "the SQL was wrong".
-fn is_connection_state(code: &str) -> bool {
-    code.starts_with("08") // connection exception
-        || code.starts_with("57P") // admin/crash shutdown, cannot connect now
-        || code == "53300" // too many connections
+fn is_connection_state(code: &SqlState) -> bool {
+    let text = code.code();
+    text.starts_with("08") // connection exception
+        || text.starts_with("57P") // admin/crash shutdown, cannot connect now
+        || *code == SqlState::TOO_MANY_CONNECTIONS
 }
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
-        if let Some(db) = e.as_db_error() {
-            let code = db.code().code();
-            let details = json!({
-                "sqlstate": code,
-                "detail": db.detail(),
-                "hint": db.hint(),
-            });
-            let kind = if is_connection_state(code) {
-                ErrorCode::DatabaseUnavailable
-            } else if code == "40P01" || code == "55P03" || code == "57014" {
-                // deadlock, lock timeout, statement timeout: the action rolled back
-                ErrorCode::DatabaseUnavailable
-            } else if code == LIMIT_REACHED {
-                // a project limit the bootstrap's functions enforce
-                return Error::conflict(db.message().to_string()).with_details(details);
-            } else if code == PRECONDITION_SQLSTATE {
-                ErrorCode::PreconditionFailed
+        let Some(db) = e.as_db_error() else {
+            let message = if e.is_closed()
+                || e.to_string().contains("connection")
+                || e.to_string().contains("timed out")
+            {
+                format!("PostgreSQL connection lost: {e}")
             } else {
-                ErrorCode::Internal
+                format!("PostgreSQL: {e}")
             };
-            return Error::new(kind, format!("PostgreSQL: {}", db.message())).with_details(details);
-        }
-        if e.is_closed()
-            || e.to_string().contains("connection")
-            || e.to_string().contains("timed out")
+            return Error::database(message).caused_by(e);
+        };
+        let code = db.code();
+        let details = json!({
+            "sqlstate": code.code(),
+            "detail": db.detail(),
+            "hint": db.hint(),
+        });
+        let (kind, message) = if is_connection_state(code) {
+            (
+                ErrorCode::DatabaseUnavailable,
+                format!("PostgreSQL: {}", db.message()),
+            )
+        } else if [
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+        ]
+        .contains(code)
         {
-            return Error::database(format!("PostgreSQL connection lost: {e}"));
-        }
-        Error::database(format!("PostgreSQL: {e}"))
+            // deadlock, lock timeout, statement timeout: the action rolled back
+            (
+                ErrorCode::DatabaseUnavailable,
+                format!("PostgreSQL: {}", db.message()),
+            )
+        } else if *code == SqlState::from_code(LIMIT_REACHED) {
+            // a project limit the bootstrap's functions enforce
+            (ErrorCode::Conflict, db.message().to_string())
+        } else if *code == SqlState::from_code(PRECONDITION_SQLSTATE) {
+            (
+                ErrorCode::PreconditionFailed,
+                format!("PostgreSQL: {}", db.message()),
+            )
+        } else {
+            (ErrorCode::Internal, format!("PostgreSQL: {}", db.message()))
+        };
+        Error::new(kind, message).with_details(details).caused_by(e)
     }
 }
 
