@@ -32,16 +32,30 @@ with stored_pool as (
   select oid, nspname, nspowner, nspacl from pg_namespace where nspname = $3::text
 ), own as (
   select oid from r where rolname = $4::text
+), rels as (
+  -- the schema's relations through their recorded dependency on it
+  -- (indexed), not a scan of pg_class
+  select n.nspname, c.oid, c.relname, c.relkind, c.relowner, c.relacl, c.relrowsecurity, c.reloptions
+  from nsp n
+  join pg_depend d on d.refclassid = 'pg_namespace'::regclass and d.refobjid = n.oid
+                  and d.refobjsubid = 0 and d.classid = 'pg_class'::regclass
+  join pg_class c on c.oid = d.objid and c.relnamespace = n.oid
+), procs as (
+  select p.oid, p.proowner, p.proacl
+  from nsp n
+  join pg_depend d on d.refclassid = 'pg_namespace'::regclass and d.refobjid = n.oid
+                  and d.refobjsubid = 0 and d.classid = 'pg_proc'::regclass
+  join pg_proc p on p.oid = d.objid and p.pronamespace = n.oid
 ), objects as (
-  select 'TABLE' as kind, format('%I.%I', n.nspname, c.relname) as object,
+  select 'TABLE' as kind, format('%I.%I', c.nspname, c.relname) as object,
          coalesce(c.relacl, acldefault('r', c.relowner)) as acl
-  from pg_class c join nsp n on n.oid = c.relnamespace where c.relkind in ('r', 'p', 'v', 'f')
+  from rels c where c.relkind in ('r', 'p', 'v', 'f')
   union all
-  select 'SEQUENCE', format('%I.%I', n.nspname, c.relname), coalesce(c.relacl, acldefault('s', c.relowner))
-  from pg_class c join nsp n on n.oid = c.relnamespace where c.relkind = 'S'
+  select 'SEQUENCE', format('%I.%I', c.nspname, c.relname), coalesce(c.relacl, acldefault('s', c.relowner))
+  from rels c where c.relkind = 'S'
   union all
   select 'ROUTINE', p.oid::regprocedure::text, coalesce(p.proacl, acldefault('f', p.proowner))
-  from pg_proc p join nsp n on n.oid = p.pronamespace
+  from procs p
 ), wanted(kind, role, privileges) as (
   values ('TABLE', $5::text, array['SELECT', 'INSERT', 'UPDATE', 'DELETE']),
          ('TABLE', $6::text, array['SELECT']),
@@ -85,11 +99,10 @@ select json_build_object(
     select 1 from pg_default_acl d
     where d.defaclrole = (select oid from own) and d.defaclnamespace = 0 and d.defaclobjtype = 'f'
       and not exists (select 1 from aclexplode(d.defaclacl) x where x.grantee = 0)),
-  'tables_without_rls', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname) order by c.relname)
-    from pg_class c join nsp n on n.oid = c.relnamespace
-    where c.relkind in ('r', 'p') and not c.relrowsecurity), '[]'),
-  'views_without_invoker', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname) order by c.relname)
-    from pg_class c join nsp n on n.oid = c.relnamespace
+  'tables_without_rls', coalesce((select json_agg(format('%I.%I', c.nspname, c.relname) order by c.relname)
+    from rels c where c.relkind in ('r', 'p') and not c.relrowsecurity), '[]'),
+  'views_without_invoker', coalesce((select json_agg(format('%I.%I', c.nspname, c.relname) order by c.relname)
+    from rels c
     where c.relkind = 'v' and not coalesce((select option_value::boolean from pg_options_to_table(c.reloptions)
                                             where option_name = 'security_invoker'), false)), '[]'),
   'missing_grants', coalesce((select json_agg(json_build_object(
@@ -98,8 +111,8 @@ select json_build_object(
     -- a class role that is missing (to be created) lacks them all
     where not (w.privileges <@ array(select x.privilege_type from aclexplode(o.acl) x
                                      where x.grantee = (select oid from pg_roles where rolname = w.role)))), '[]'),
-  'matviews_with_class_grants', coalesce((select json_agg(format('%I.%I', n.nspname, c.relname))
-    from pg_class c join nsp n on n.oid = c.relnamespace
+  'matviews_with_class_grants', coalesce((select json_agg(format('%I.%I', c.nspname, c.relname))
+    from rels c
     where c.relkind = 'm' and exists (select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) x
                                       join pg_roles g on g.oid = x.grantee where g.rolname in ($5::text, $6::text))), '[]'),
   'pre_request_set', coalesce(supabase_connector.served_pre_request((select auth from stored_pool))

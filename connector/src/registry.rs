@@ -349,8 +349,11 @@ query!(
                          where l.project = p.slug and l.revoked_at is null and l.expires_at > now()),
        'limits', p.limits,
        'usage', json_build_object(
-         'size_bytes', (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c
-                        where c.relnamespace = to_regnamespace(p.schema_name) and c.relkind in ('r', 'p', 'm')),
+         'size_bytes', (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                        from pg_depend d join pg_class c on c.oid = d.objid
+                        where d.refclassid = 'pg_namespace'::regclass and d.refobjid = to_regnamespace(p.schema_name)
+                          and d.refobjsubid = 0 and d.classid = 'pg_class'::regclass
+                          and c.relnamespace = d.refobjid and c.relkind in ('r', 'p', 'm')),
          'database_leases', (select count(*) from {registry}.leases l
                              where l.project = p.slug and l.revoked_at is null and l.database
                                and l.expires_at > now())),
@@ -476,12 +479,22 @@ pub struct ProjectExtras {
 
 query!(
     EXTRAS,
-    "select
+    "-- the schema's objects through their recorded dependency on it (indexed)
+     with members as (
+       select d.classid, d.objid, d.refobjid as nsp from pg_depend d
+       where d.refclassid = 'pg_namespace'::regclass and d.refobjid = to_regnamespace($1) and d.refobjsubid = 0
+     ), schema_procs as (
+       select p.* from members m join pg_proc p on p.oid = m.objid
+       where m.classid = 'pg_proc'::regclass and p.pronamespace = m.nsp
+     ), schema_rels as (
+       select c.* from members m join pg_class c on c.oid = m.objid
+       where m.classid = 'pg_class'::regclass and c.relnamespace = m.nsp
+     )
+     select
        coalesce((select json_agg(json_build_object('kind', kind, 'object', object, 'grantee', grantee, 'privilege', privilege))
                  from {registry}.foreign_grants($1)), '[]'),
-       array(select p.oid::regprocedure::text from pg_proc p
-             where p.pronamespace = to_regnamespace($1) and p.prosecdef order by 1),
-       (select count(*) from pg_proc p where p.pronamespace = to_regnamespace($1)),
+       array(select p.oid::regprocedure::text from schema_procs p where p.prosecdef order by 1),
+       (select count(*) from schema_procs),
        array(select r.rolname::text
              -- from the class roles' members (offset 0 keeps it the driving side)
              from (select distinct m.member from pg_auth_members m join pg_roles g on g.oid = m.roleid
@@ -500,8 +513,8 @@ query!(
                  from {registry}.leases l join pg_roles r on r.rolname = l.role_name
                  left join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
                  where l.project = $3 and l.revoked_at is null), '[]'),
-       (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c
-        where c.relnamespace = to_regnamespace($1) and c.relkind in ('r', 'p', 'm'))"
+       (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from schema_rels c
+        where c.relkind in ('r', 'p', 'm'))"
 );
 
 /// What `verify` reads of one project beyond its state.

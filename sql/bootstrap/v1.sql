@@ -194,7 +194,7 @@ as $$
     select schema_name as s
     from supabase_connector.projects
     where state = 'active' and exposed and isolation = 'shared'
-      and exists (select 1 from pg_namespace where nspname = schema_name)
+      and to_regnamespace(quote_ident(schema_name)) is not null
   )
   select string_agg(s, ',' order by grp, ord, s)
   from (
@@ -314,11 +314,15 @@ $$;
 -- ('PUBLIC' or a quoted role name) and the privilege.
 create or replace function supabase_connector.foreign_grants(p_schema text)
 returns table (kind text, object text, grantee text, privilege text)
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+begin
+  -- plpgsql, so that each session plans this once, not at every call
+  return query
   with nsp as (
     select oid, nspname, nspowner, nspacl from pg_namespace where nspname = p_schema
   ), allowed as (
@@ -330,10 +334,20 @@ as $$
     select oid from allowed
     union
     select r.oid
-    from nsp
-    join supabase_connector.projects p on p.schema_name = nsp.nspname
-    join supabase_connector.leases l on l.project = p.slug and l.revoked_at is null
-    join pg_roles r on r.rolname in (l.role_name, l.anon_role_name)
+    from supabase_connector.leases l
+    cross join lateral unnest(array[l.role_name, l.anon_role_name]) x(name)
+    join pg_roles r on r.rolname = x.name
+    where l.project = (select p.slug from supabase_connector.projects p where p.schema_name = p_schema)
+      and l.revoked_at is null
+  ), members as (
+    -- what the schema holds, through each object's recorded dependency on
+    -- it (indexed): pg_class, pg_type and pg_default_acl have no index by
+    -- namespace
+    select d.classid, d.objid from nsp
+    join pg_depend d on d.refclassid = 'pg_namespace'::regclass and d.refobjid = nsp.oid and d.refobjsubid = 0
+  ), rels as (
+    select c.* from members m join pg_class c on c.oid = m.objid, nsp
+    where m.classid = 'pg_class'::regclass and c.relnamespace = nsp.oid
   ), acls as (
     select 'SCHEMA' as kind, quote_ident(nsp.nspname) as object, nsp.nspowner as owner,
            coalesce(nsp.nspacl, acldefault('n', nsp.nspowner)) as acl
@@ -341,22 +355,25 @@ as $$
     union all
     select case when c.relkind = 'S' then 'SEQUENCE' else 'TABLE' end, c.oid::regclass::text,
            c.relowner, coalesce(c.relacl, acldefault(case when c.relkind = 'S' then 's'::"char" else 'r'::"char" end, c.relowner))
-    from pg_class c, nsp where c.relnamespace = nsp.oid and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+    from rels c where c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
     union all
     select 'COLUMN', format('%s (%I)', c.oid::regclass, a.attname), c.relowner, a.attacl
-    from pg_attribute a join pg_class c on c.oid = a.attrelid, nsp
-    where c.relnamespace = nsp.oid and a.attacl is not null and a.attnum > 0
+    from pg_attribute a join rels c on c.oid = a.attrelid
+    where a.attacl is not null and a.attnum > 0
     union all
     select 'ROUTINE', p.oid::regprocedure::text, p.proowner, coalesce(p.proacl, acldefault('f', p.proowner))
-    from pg_proc p, nsp where p.pronamespace = nsp.oid
+    from members m join pg_proc p on p.oid = m.objid, nsp
+    where m.classid = 'pg_proc'::regclass and p.pronamespace = nsp.oid
     union all
     select 'TYPE', t.oid::regtype::text, t.typowner, t.typacl
-    from pg_type t, nsp where t.typnamespace = nsp.oid and t.typacl is not null
+    from members m join pg_type t on t.oid = m.objid, nsp
+    where m.classid = 'pg_type'::regclass and t.typnamespace = nsp.oid and t.typacl is not null
     union all
     select 'DEFAULT ' || case d.defaclobjtype when 'r' then 'TABLES' when 'S' then 'SEQUENCES'
                               when 'f' then 'FUNCTIONS' when 'T' then 'TYPES' else 'SCHEMAS' end,
            d.defaclrole::regrole::text, d.defaclrole, d.defaclacl
-    from pg_default_acl d, nsp where d.defaclnamespace = nsp.oid
+    from members m join pg_default_acl d on d.oid = m.objid, nsp
+    where m.classid = 'pg_default_acl'::regclass and d.defaclnamespace = nsp.oid
     union all
     -- defaults without IN SCHEMA of the project's roles and leases: they
     -- apply to what those roles create in the project schema too
@@ -373,7 +390,8 @@ as $$
   where x.grantee <> a.owner
     and x.grantee not in (select oid from allowed)
     -- PUBLIC's default USAGE on types is PostgreSQL's own, not a grant.
-    and not (a.kind = 'TYPE' and x.grantee = 0 and x.privilege_type = 'USAGE')
+    and not (a.kind = 'TYPE' and x.grantee = 0 and x.privilege_type = 'USAGE');
+end
 $$;
 
 -- Code a project installed in its schema: functions and procedures, and
@@ -382,17 +400,29 @@ $$;
 -- on built-in functions, so the stored expression trees are read.
 create or replace function supabase_connector.tenant_code_objects(p_schema text)
 returns table (kind text, object text, reason text)
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+begin
+  -- plpgsql, so that each session plans this once, not at every call
+  return query
   with nsp as (select oid from pg_namespace where nspname = p_schema),
-  rels as (select c.oid from pg_class c, nsp where c.relnamespace = nsp.oid),
+  -- what the schema holds, through each object's recorded dependency on it
+  -- (indexed): pg_class, pg_type and pg_constraint have no index by namespace
+  members as (
+    select d.classid, d.objid from nsp
+    join pg_depend d on d.refclassid = 'pg_namespace'::regclass and d.refobjid = nsp.oid and d.refobjsubid = 0
+  ),
+  rels as (select c.oid from members m join pg_class c on c.oid = m.objid, nsp
+           where m.classid = 'pg_class'::regclass and c.relnamespace = nsp.oid),
   pattern as (select ':funcid ' || 'pg_catalog.set_config(text,text,boolean)'::regprocedure::oid::text || '[^0-9]' as re)
   select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function' else 'function' end,
          p.oid::regprocedure::text, 'project code is not allowed (tenant_code = deny)'
-  from pg_proc p, nsp where p.pronamespace = nsp.oid
+  from members m join pg_proc p on p.oid = m.objid, nsp
+  where m.classid = 'pg_proc'::regclass and p.pronamespace = nsp.oid
   union all
   select 'policy', format('%I on %s', pol.polname, pol.polrelid::regclass), 'calls set_config'
   from pg_policy pol, pattern
@@ -404,8 +434,13 @@ as $$
   where d.adrelid in (select oid from rels) and d.adbin::text ~ pattern.re
   union all
   select 'constraint', format('%I', con.conname), 'calls set_config'
-  from pg_constraint con, nsp, pattern
-  where con.connamespace = nsp.oid and con.conbin::text ~ pattern.re
+  from pg_constraint con, pattern
+  where con.conrelid in (select oid from rels) and con.conbin::text ~ pattern.re
+  union all
+  select 'constraint', format('%I', con.conname), 'calls set_config'
+  from pg_constraint con, pattern
+  where con.contypid in (select m.objid from members m where m.classid = 'pg_type'::regclass)
+    and con.conbin::text ~ pattern.re
   union all
   select 'view or rule', r.ev_class::regclass::text, 'calls set_config'
   from pg_rewrite r, pattern
@@ -421,8 +456,9 @@ as $$
     and (i.indexprs::text ~ pattern.re or i.indpred::text ~ pattern.re)
   union all
   select 'domain', t.oid::regtype::text, 'calls set_config'
-  from pg_type t, nsp, pattern
-  where t.typnamespace = nsp.oid and t.typdefaultbin::text ~ pattern.re
+  from members m join pg_type t on t.oid = m.objid, nsp, pattern
+  where m.classid = 'pg_type'::regclass and t.typnamespace = nsp.oid and t.typdefaultbin::text ~ pattern.re;
+end
 $$;
 
 create or replace function supabase_connector.on_ddl_command_end()
@@ -436,14 +472,32 @@ declare
   v_rel record;
   v_actor text;
   v_schema text;
+  v_tenant_code text;
+  v_deny text[] := '{}';
   v_bad record;
 begin
-  for v_cmd in
-    select c.classid, c.objid, c.schema_name
-    from pg_event_trigger_ddl_commands() c
-    join supabase_connector.projects p on p.schema_name = c.schema_name
-    where c.classid = 'pg_class'::regclass
-  loop
+  -- One command at a time, each looked up by index: this runs after every
+  -- DDL statement in the database, whatever the number of projects.
+  for v_cmd in select c.classid, c.objid, c.schema_name from pg_event_trigger_ddl_commands() c loop
+    v_schema := v_cmd.schema_name;
+    -- Policies, rules and triggers have no schema of their own: their table's counts.
+    if v_schema is null and v_cmd.classid in ('pg_policy'::regclass, 'pg_rewrite'::regclass, 'pg_trigger'::regclass) then
+      select n.nspname into v_schema
+      from pg_class rel join pg_namespace n on n.oid = rel.relnamespace
+      where rel.oid = case v_cmd.classid
+                        when 'pg_policy'::regclass then (select polrelid from pg_policy where oid = v_cmd.objid)
+                        when 'pg_rewrite'::regclass then (select ev_class from pg_rewrite where oid = v_cmd.objid)
+                        else (select tgrelid from pg_trigger where oid = v_cmd.objid)
+                      end;
+    end if;
+    continue when v_schema is null;
+    select p.tenant_code into v_tenant_code from supabase_connector.projects p where p.schema_name = v_schema;
+    continue when not found;
+    if v_tenant_code = 'deny' and not v_schema = any(v_deny) then
+      v_deny := v_deny || v_schema;
+    end if;
+    continue when v_cmd.classid <> 'pg_class'::regclass;
+
     select c.oid, c.relkind, c.relrowsecurity,
            coalesce((select option_value::boolean from pg_options_to_table(c.reloptions)
                      where option_name = 'security_invoker'), false) as security_invoker
@@ -459,23 +513,12 @@ begin
     elsif v_rel.relkind = 'm' then
       -- filled with the owner's rights, so it would show rows past RLS
       execute format('revoke all on %s from %I, %I', v_rel.oid::regclass,
-                     v_cmd.schema_name || '_authenticated', v_cmd.schema_name || '_anon');
+                     v_schema || '_authenticated', v_schema || '_anon');
     end if;
   end loop;
 
   -- tenant_code = deny: no functions, no set_config in stored expressions.
-  -- Policies, rules and triggers have no schema of their own: their table's counts.
-  for v_schema in
-    select distinct p.schema_name
-    from pg_event_trigger_ddl_commands() c
-    left join pg_policy pol on c.classid = 'pg_policy'::regclass and pol.oid = c.objid
-    left join pg_rewrite rw on c.classid = 'pg_rewrite'::regclass and rw.oid = c.objid
-    left join pg_trigger tg on c.classid = 'pg_trigger'::regclass and tg.oid = c.objid
-    left join pg_class rel on rel.oid = coalesce(pol.polrelid, rw.ev_class, tg.tgrelid)
-    left join pg_namespace relns on relns.oid = rel.relnamespace
-    join supabase_connector.projects p on p.schema_name = coalesce(c.schema_name, relns.nspname)
-    where p.tenant_code = 'deny'
-  loop
+  foreach v_schema in array v_deny loop
     select * into v_bad from supabase_connector.tenant_code_objects(v_schema) limit 1;
     if found then
       raise exception 'refused in project schema %: % % %', v_schema, v_bad.kind, v_bad.object, v_bad.reason

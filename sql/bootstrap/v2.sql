@@ -641,7 +641,9 @@ $$;
 -- Take a lease-shaped role apart, in the order that cannot hang: no new
 -- logins, end its sessions, give what it created to the project's owner
 -- (with the class privileges), drop what remains, drop it. Returns the
--- number of sessions ended.
+-- number of sessions ended. Every lookup is by index (what the roles own
+-- and hold through pg_shdepend, their sessions without pg_stat_activity's
+-- join to every role): a revoke costs the same at any number of projects.
 create or replace function supabase_connector.lease_role_teardown(p_roles text[], p_schema text)
 returns integer
 language plpgsql
@@ -656,25 +658,37 @@ declare
   v_routines oid[];
   v_terminated integer;
 begin
-  v_oids := array(select oid from pg_roles where rolname = any(p_roles));
+  v_oids := array(select oid from pg_authid where rolname = any(p_roles));
   if cardinality(v_oids) = 0 then
     return 0;
   end if;
-  select string_agg(quote_ident(rolname), ', ') into v_list from pg_roles where oid = any(v_oids);
-  foreach v_role in array array(select rolname::text from pg_roles where oid = any(v_oids)) loop
+  select string_agg(quote_ident(rolname), ', ') into v_list from pg_authid where oid = any(v_oids);
+  foreach v_role in array array(select rolname::text from pg_authid where oid = any(v_oids)) loop
     execute format('alter role %I nologin', v_role);
   end loop;
-  select count(*) filter (where pg_terminate_backend(pid, 5000)) into v_terminated
-  from pg_stat_activity where usesysid = any(v_oids);
-  v_objects := array(select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                     where c.relowner = any(v_oids) and n.nspname = p_schema);
-  v_routines := array(select p.oid from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-                      where p.proowner = any(v_oids) and n.nspname = p_schema);
-  execute format('reassign owned by %s to %I', v_list, p_schema || '_owner');
-  if cardinality(v_objects) + cardinality(v_routines) > 0 then
-    perform supabase_connector.grant_class_privileges(p_schema, v_objects, v_routines);
+  select count(*) filter (where pg_terminate_backend(s.pid, 5000)) into v_terminated
+  from pg_stat_get_activity(null) s where s.usesysid = any(v_oids);
+  if exists (select 1 from pg_shdepend d
+             where d.refclassid = 'pg_authid'::regclass and d.refobjid = any(v_oids) and d.deptype = 'o') then
+    v_objects := array(select c.oid from pg_shdepend d join pg_class c on c.oid = d.objid
+                       where d.refclassid = 'pg_authid'::regclass and d.refobjid = any(v_oids) and d.deptype = 'o'
+                         and d.classid = 'pg_class'::regclass and d.dbid = (select oid from pg_database where datname = current_database())
+                         and c.relnamespace = to_regnamespace(quote_ident(p_schema)));
+    v_routines := array(select p.oid from pg_shdepend d join pg_proc p on p.oid = d.objid
+                        where d.refclassid = 'pg_authid'::regclass and d.refobjid = any(v_oids) and d.deptype = 'o'
+                          and d.classid = 'pg_proc'::regclass and d.dbid = (select oid from pg_database where datname = current_database())
+                          and p.pronamespace = to_regnamespace(quote_ident(p_schema)));
+    execute format('reassign owned by %s to %I', v_list, p_schema || '_owner');
+    if cardinality(v_objects) + cardinality(v_routines) > 0 then
+      perform supabase_connector.grant_class_privileges(p_schema, v_objects, v_routines);
+    end if;
   end if;
-  execute 'drop owned by ' || v_list;
+  -- what remains (privileges granted to them, default privileges, objects
+  -- elsewhere); most lease roles hold nothing, and DROP OWNED fires every
+  -- event trigger in the database
+  if exists (select 1 from pg_shdepend d where d.refclassid = 'pg_authid'::regclass and d.refobjid = any(v_oids)) then
+    execute 'drop owned by ' || v_list;
+  end if;
   execute 'drop role ' || v_list;
   return v_terminated;
 end
@@ -823,7 +837,8 @@ as $$
     select schema_name as s
     from supabase_connector.projects
     where pool = 'central' and state = 'active' and exposed and isolation = 'shared'
-      and exists (select 1 from pg_namespace where nspname = schema_name)
+      -- per row, by index (not a join with every schema)
+      and to_regnamespace(quote_ident(schema_name)) is not null
   )
   select string_agg(s, ',' order by grp, ord, s)
   from (
@@ -849,7 +864,8 @@ as $$
       (select string_agg(schema_name, ',' order by schema_name)
        from supabase_connector.projects
        where pool = p_pool and state = 'active' and exposed and isolation = 'shared'
-         and exists (select 1 from pg_namespace where nspname = schema_name)),
+         -- per row, by index (not a join with every schema)
+         and to_regnamespace(quote_ident(schema_name)) is not null),
       'supabase_connector_api')
   end
 $$;
