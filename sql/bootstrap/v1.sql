@@ -288,12 +288,14 @@ $$;
 -- suffix, and a lease's anon role is its role name plus `_anon`.
 create or replace function supabase_connector.project_of_role(p_role text)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select p.schema_name
+begin
+  -- plpgsql, so that a session plans it once: the event triggers call it
+  return (select p.schema_name
   from supabase_connector.projects p
   where p.schema_name = any (array[
           case when p_role like '%\_owner' then left(p_role, -6) end,
@@ -306,7 +308,8 @@ as $$
   from supabase_connector.leases l join supabase_connector.projects p on p.slug = l.project
   where l.role_name in (p_role, left(p_role, -5))
     and (l.role_name = p_role or l.anon_role_name = p_role)
-  limit 1
+  limit 1);
+end
 $$;
 
 -- Every ACL entry in a project schema whose grantee is outside the project:

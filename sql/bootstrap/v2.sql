@@ -96,17 +96,23 @@ $$;
 -- no row. Index lookups only.
 create or replace function supabase_connector.project_role(p_role text)
 returns table (slug text, schema_name text, state text, exposed boolean, isolation text, pool text, kind text)
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+begin
+  -- plpgsql, so that a session plans it once: the role functions call it
+  -- for every membership
+  return query
   select p.slug, p.schema_name, p.state, p.exposed, p.isolation, p.pool, k.kind
   from (values ('owner'), ('service_role'), ('authenticated'), ('anon'), ('authenticator')) k(kind)
   join supabase_connector.projects p
     on p.schema_name = left(p_role, -(length(k.kind) + 1))
   where right(p_role, length(k.kind) + 1) = '_' || k.kind
-  limit 1
+  limit 1;
+end
 $$;
 
 -- The login role that serves a project's API (the role its class roles are
@@ -115,19 +121,21 @@ $$;
 -- (`authenticator` for the central pool).
 create or replace function supabase_connector.api_authenticator(p_slug text)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select case
+begin
+  return (select case
     when p.isolation = 'isolated' then p.schema_name || '_authenticator'
     when p.state <> 'active' or not p.exposed then null
     when p.pool = 'central' then 'authenticator'
     else (select po.authenticator from supabase_connector.pools po where po.name = p.pool)
   end
   from supabase_connector.projects p
-  where p.slug = p_slug
+  where p.slug = p_slug);
+end
 $$;
 
 -- Every login role that serves an API: Supabase's `authenticator`, the
@@ -821,12 +829,14 @@ grant execute on function supabase_connector_api.pre_request() to public;
 -- never listed (a listed schema that does not exist breaks the whole API).
 create or replace function supabase_connector.db_schemas_list(p_base text[] default null)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  with base as (
+begin
+  -- plpgsql, so that a session plans it once
+  return (with base as (
     select s, ord
     from unnest(coalesce(
       p_base,
@@ -845,7 +855,8 @@ as $$
     select s, 0 as grp, ord from base
     union all
     select s, 1, 0 from projects where s not in (select s from base)
-  ) all_schemas
+  ) all_schemas);
+end
 $$;
 
 -- The served list of a pool: `central`'s above; a configured pool's, its
@@ -853,12 +864,13 @@ $$;
 -- but the pre-request check, while it has none: PostgREST needs one).
 create or replace function supabase_connector.db_schemas_list_for(p_pool text, p_base text[] default null)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select case
+begin
+  return (select case
     when p_pool = 'central' then supabase_connector.db_schemas_list(p_base)
     else coalesce(
       (select string_agg(schema_name, ',' order by schema_name)
@@ -867,7 +879,8 @@ as $$
          -- per row, by index (not a join with every schema)
          and to_regnamespace(quote_ident(schema_name)) is not null),
       'supabase_connector_api')
-  end
+  end);
+end
 $$;
 
 -- A `pgrst.*` role setting of an API login role (all databases).
