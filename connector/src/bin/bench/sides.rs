@@ -1,7 +1,7 @@
 //! Side by side: OpenBao's database secrets engine, pgroles, and our CLI as
 //! a process, all against the same ephemeral stack.
 
-use super::report::Sample;
+use super::sample::Sample;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -168,6 +168,7 @@ pub fn url_parts(url: &str) -> (String, String) {
 }
 
 /// Cold and no-op wall-clock times of a provisioning tool run as a process.
+#[derive(Debug, Clone)]
 pub struct ProcessTimes {
     pub cold: Sample,
     pub noop: Sample,
