@@ -20,6 +20,8 @@ mod curve;
 mod drive;
 #[path = "bench/plots.rs"]
 mod plots;
+#[path = "bench/profile.rs"]
+mod profile;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/report_api.rs"]
@@ -71,6 +73,15 @@ async fn main() {
 /// interrupted run keeps what it finished.
 async fn measure(plan: &Plan) -> setup::R<()> {
     let started = Instant::now();
+    if plan.profile_only {
+        for pg in &plan.versions {
+            let p = run::profile_only(plan, pg).await?;
+            let mut out = String::new();
+            report_api::profile(&mut out, &[(format!("PG {pg}"), &p)]);
+            println!("{out}");
+        }
+        return Ok(());
+    }
     let mut runs: Vec<VersionRun> = Vec::new();
     for pg in &plan.versions {
         runs.push(run::version(plan, pg).await?);

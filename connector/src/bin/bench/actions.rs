@@ -4,7 +4,7 @@
 
 use super::drive::{service, LONG_TTL};
 use super::sample::Sample;
-use super::setup::{Bench, R};
+use super::setup::{pg_err, Bench, R};
 use super::writes::Writes;
 use serde_json::{json, Value};
 use std::future::Future;
@@ -125,7 +125,7 @@ pub async fn measure_all(b: &Bench, tag: &str, s: usize) -> R<Vec<Step>> {
 /// The served list of one pool recomputed from the registry and compared
 /// with (and, were it different, written to) its login role's setting:
 /// what every change of exposure runs, here as its own statement.
-async fn exposure(b: &Bench, pool: &str, n: usize) -> R<Sample> {
+pub async fn exposure(b: &Bench, pool: &str, n: usize) -> R<Sample> {
     let exposure = &b.connector.config().exposure;
     let (mode, base) = (exposure.mode.clone(), exposure.base_schemas.clone());
     let pools = vec![pool.to_string()];
@@ -147,7 +147,7 @@ impl Bench {
                 &[&project],
             )
             .await
-            .map_err(|e| format!("pool of {project}: {e}"))?;
+            .map_err(|e| format!("pool of {project}: {}", pg_err(e)))?;
         Ok(row.get(0))
     }
 }

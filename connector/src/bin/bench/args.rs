@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     pub database_share: usize,
     /// Leases issued per throughput row.
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(long, default_value_t = 2_000)]
     pub throughput_leases: usize,
     /// Samples of PostgREST's role switch per case.
     #[arg(long, default_value_t = 400)]
@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "25,50,100,150,250,500,1000,2000"
+        default_value = "25,50,75,100,150,200,250,300,400,500,750,1000,1500,2000"
     )]
     pub curve: Vec<usize>,
     /// Time budget, in seconds, of each login role at each curve point
@@ -55,6 +55,10 @@ pub struct Args {
     /// Skip the pool sizing curve.
     #[arg(long)]
     pub no_curve: bool,
+    /// Only the profile of the lease actions, on a small registry (a
+    /// development aid: seconds, printed only).
+    #[arg(long)]
+    pub profile_only: bool,
     /// Where to write the report (default: bench/RESULTS.md, quick runs:
     /// nowhere); the plots go next to it.
     #[arg(long)]
@@ -82,6 +86,7 @@ pub struct Plan {
     pub out: Option<std::path::PathBuf>,
     /// Whether any count differs from the default full run.
     pub reduced: bool,
+    pub profile_only: bool,
 }
 
 impl Plan {
@@ -109,6 +114,7 @@ impl Plan {
                 processes: if a.no_processes { 0 } else { 2 },
                 out: a.out.clone().map(Into::into),
                 reduced: true,
+                profile_only: a.profile_only,
             };
         }
         let defaults = Args::parse_from(["bench"]);
@@ -140,6 +146,7 @@ impl Plan {
                 || a.switch_samples != defaults.switch_samples
                 || a.curve != defaults.curve
                 || a.no_curve,
+            profile_only: a.profile_only,
         }
     }
 

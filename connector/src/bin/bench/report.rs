@@ -101,6 +101,11 @@ pub fn render(plan: &Plan, runs: &[VersionRun], total_s: f64) -> String {
     report_api::switch(&mut out, runs);
     report_api::overhead(&mut out, runs);
     report_api::curve(&mut out, runs);
+    let profiles: Vec<(String, &super::profile::Profile)> = runs
+        .iter()
+        .filter_map(|r| Some((pg(r), r.profile.as_ref()?)))
+        .collect();
+    report_api::profile(&mut out, &profiles);
     report_sides::provisioning(&mut out, runs);
     report_sides::engine(&mut out, runs);
     report_sides::processes(&mut out, runs);

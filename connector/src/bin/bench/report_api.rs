@@ -2,7 +2,7 @@
 //! switch, the pre-request overhead and the pool sizing curve.
 
 use super::actions::fmt_ms;
-use super::curve::{largest_within_target, TARGET_P99_MS};
+use super::curve::{largest_within, largest_within_target, TARGET_P99_MS};
 use super::report::{pg, table, thousands};
 use super::run::VersionRun;
 use super::sample::Sample;
@@ -90,14 +90,15 @@ fn p50_p99(s: &Sample) -> String {
 
 pub fn switch(out: &mut String, runs: &[VersionRun]) {
     out.push_str("## PostgREST's role switch per request\n\n");
-    out.push_str("As the login role of the fullest API pool (topped up to the default pool size at the largest count), one round trip: `BEGIN; select set_config('role', <class role>, true), set_config('request.jwt.claims', <claims>, true); select supabase_connector_api.pre_request(); COMMIT`. Warm: repeated at once. After an API-only issue: the first request with the new lease's token. After a role change: right after `CREATE ROLE x; DROP ROLE x` in another session.\n\n");
+    out.push_str("As the login role of the fullest API pool (topped up to the default pool size at the largest count), one round trip: `BEGIN; select set_config('role', <class role>, true), set_config('request.jwt.claims', <claims>, true); select supabase_connector_api.pre_request(); COMMIT`. Warm: repeated at once. After an API-only issue: the first request with the new lease's token. After a role change: right after `CREATE ROLE x; DROP ROLE x` in another session. After a membership change: right after `CREATE ROLE x IN ROLE anon; DROP ROLE x` (what every database lease issued or revoked anywhere in the cluster writes).\n\n");
     let head: Vec<String> = [
         "projects in the cluster",
         "version",
-        "login role: projects / memberships",
-        "warm p50 / p99 ms",
-        "after an API-only issue p50 / p99 ms",
-        "after a role change p50 / p99 ms",
+        "pool: projects / memberships",
+        "warm",
+        "after an API-only issue",
+        "after a role change",
+        "after a membership change",
         "samples",
     ]
     .iter()
@@ -121,11 +122,13 @@ pub fn switch(out: &mut String, runs: &[VersionRun]) {
                 p50_p99(&s.warm),
                 p50_p99(&s.after_api_issue),
                 p50_p99(&s.after_change),
+                p50_p99(&s.after_membership_change),
                 s.warm.len().to_string(),
             ]);
         }
     }
     table(out, &head, &rows);
+    out.push_str("Each cell: p50 / p99 in milliseconds.\n\n");
 }
 
 pub fn overhead(out: &mut String, runs: &[VersionRun]) {
@@ -168,50 +171,161 @@ pub fn curve(out: &mut String, runs: &[VersionRun]) {
         return;
     }
     out.push_str("## Pool sizing curve\n\n");
-    out.push_str(&format!("PostgREST's role switch right after a role change elsewhere, as a function of the projects one login role serves: a configured pool's login role (projects pinned to pool `curve`) and Supabase's `authenticator` (projects pinned to `central`), each project with one database lease, on the cluster the rounds above left behind. Target: p99 ≤ {TARGET_P99_MS} ms.\n\n"));
-    let mut head = vec!["projects per login role".to_string()];
-    for r in runs {
+    out.push_str(&format!("PostgREST's role switch right after a role change elsewhere, as a function of the projects one login role serves: a configured pool's login role (projects pinned to pool `curve`) and Supabase's `authenticator` (projects pinned to `central`), each project with one database lease, on the cluster the rounds above left behind; and the served list recomputed for each. Cells: p50 / p99 in milliseconds. Target: p99 ≤ {TARGET_P99_MS} ms after a role change.\n\n"));
+    let head: Vec<String> = [
+        "projects per login role",
+        "version",
+        "pool: after a role change",
+        "pool: after a membership change",
+        "pool: warm",
+        "central: after a role change",
+        "central: after a membership change",
+        "recompute p50: pool / central",
+        "samples",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut sizes: Vec<usize> = runs
+        .iter()
+        .flat_map(|r| r.curve.iter().map(|p| p.projects))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut rows = Vec::new();
+    for k in sizes {
+        for r in runs {
+            let Some(p) = r.curve.iter().find(|p| p.projects == k) else {
+                continue;
+            };
+            rows.push(vec![
+                thousands(k as i64),
+                pg(r),
+                p50_p99(&p.pool.after_change),
+                p50_p99(&p.pool.after_membership_change),
+                p50_p99(&p.pool.warm),
+                p50_p99(&p.central.after_change),
+                p50_p99(&p.central.after_membership_change),
+                format!(
+                    "{} / {}",
+                    fmt_ms(p.recompute_pool.p50()),
+                    fmt_ms(p.recompute_central.p50())
+                ),
+                format!(
+                    "{} / {}",
+                    p.pool.after_change.len(),
+                    p.central.after_change.len()
+                ),
+            ]);
+        }
+    }
+    table(out, &head, &rows);
+    for r in runs.iter().filter(|r| !r.curve.is_empty()) {
+        let membership = largest_within(&r.curve, |p| &p.pool.after_membership_change);
+        out.push_str(&format!(
+            "- {}: the largest size measured with p99 ≤ {TARGET_P99_MS} ms after a role change: {} (after a membership change: {}); `default_max_projects` for this server: {}.\n",
+            pg(r),
+            largest_within_target(&r.curve).map_or("none".into(), |k| thousands(k as i64)),
+            membership.map_or("none".into(), |k| thousands(k as i64)),
+            r.pool_cap
+        ));
+    }
+    out.push('\n');
+}
+
+/// Where the lease actions' time goes (see `profile.rs`), per version.
+pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]) {
+    if profiles.is_empty() {
+        return;
+    }
+    out.push_str("## Where a lease action's time goes\n\n");
+    out.push_str("p50 of the whole `execute` beside its parts measured alone, and the same SQL sent by a bare `tokio-postgres` client over the same TCP loopback with the same pipelining (the floor PostgreSQL and the network set).\n\n");
+    let mut head = vec!["ms (p50)".to_string()];
+    head.extend(profiles.iter().map(|p| p.0.clone()));
+    let rows_of: [(&str, fn(&super::profile::Profile) -> f64); 10] = [
+        ("API-only issue: whole `execute`", |p| p.api_issue.p50()),
+        ("… its SQL from a bare client (2 round trips)", |p| {
+            p.api_issue_sql.p50()
+        }),
+        ("… parameter validation (JSON Schema)", |p| {
+            p.validate.p50()
+        }),
+        ("… OpenBao secrets (cached)", |p| p.secrets.p50()),
+        ("… pool checkout", |p| p.checkout.p50()),
+        ("… two JWT signatures", |p| p.sign_two.p50()),
+        ("… audit redaction (params and lease)", |p| p.redact.p50()),
+        ("… the rest (whole − the above)", |p| {
+            p.api_issue.p50()
+                - p.api_issue_sql.p50()
+                - p.validate.p50()
+                - p.secrets.p50()
+                - p.checkout.p50()
+                - p.sign_two.p50()
+                - p.redact.p50()
+        }),
+        ("API-only revoke: whole `execute`", |p| p.api_revoke.p50()),
+        ("… its SQL from a bare client (2 round trips)", |p| {
+            p.api_revoke_sql.p50()
+        }),
+    ];
+    let rows: Vec<Vec<String>> = rows_of
+        .iter()
+        .map(|(label, f)| {
+            let mut row = vec![label.to_string()];
+            row.extend(profiles.iter().map(|p| format!("{:.3}", f(p.1))));
+            row
+        })
+        .collect();
+    table(out, &head, &rows);
+    out.push_str("Server time inside the role functions during database lease issues and revocations (`track_functions = pl`), per call:\n\n");
+    let mut head = vec!["function".to_string()];
+    for p in profiles {
         head.extend([
-            format!("{} pool p50 / p99 ms", pg(r)),
-            format!("{} central p50 / p99 ms", pg(r)),
-            format!("{} pool warm p50", pg(r)),
-            format!("{} samples", pg(r)),
+            format!("{} calls", p.0),
+            format!("{} total ms/call", p.0),
+            format!("{} self ms/call", p.0),
         ]);
     }
-    let sizes: Vec<usize> = runs
+    let mut names: Vec<String> = profiles
         .iter()
-        .find(|r| !r.curve.is_empty())
-        .map(|r| r.curve.iter().map(|p| p.projects).collect())
-        .unwrap_or_default();
-    let rows: Vec<Vec<String>> = sizes
+        .flat_map(|p| p.1.functions.iter().map(|f| f.0.clone()))
+        .collect();
+    names.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    let rows: Vec<Vec<String>> = names
         .iter()
-        .map(|&k| {
-            let mut row = vec![thousands(k as i64)];
-            for r in runs {
-                match r.curve.iter().find(|p| p.projects == k) {
-                    Some(p) => row.extend([
-                        p50_p99(&p.pool.after_change),
-                        p50_p99(&p.central.after_change),
-                        fmt_ms(p.pool.warm.p50()),
-                        format!(
-                            "{} / {}",
-                            p.pool.after_change.len(),
-                            p.central.after_change.len()
-                        ),
-                    ]),
-                    None => row.extend(vec!["—".to_string(); 4]),
+        .map(|name| {
+            let mut row = vec![format!("`{name}`")];
+            for p in profiles {
+                match p.1.functions.iter().find(|f| &f.0 == name) {
+                    Some((_, calls, total, own)) => {
+                        let c = (*calls).max(1) as f64;
+                        row.extend([
+                            calls.to_string(),
+                            format!("{:.3}", total / c),
+                            format!("{:.3}", own / c),
+                        ]);
+                    }
+                    None => row.extend(vec!["—".to_string(); 3]),
                 }
             }
             row
         })
         .collect();
     table(out, &head, &rows);
-    for r in runs.iter().filter(|r| !r.curve.is_empty()) {
+    for p in profiles {
+        let cpu = &p.1.cpu;
         out.push_str(&format!(
-            "- {}: the largest size measured with p99 ≤ {TARGET_P99_MS} ms (and every smaller one within it too): {}; `default_max_projects` for this server: {}.\n",
-            pg(r),
-            largest_within_target(&r.curve).map_or("none".into(), |k| thousands(k as i64)),
-            r.pool_cap
+            "- {}: database lease issue p50 {} ms, revoke p50 {} ms over the same calls. CPU per API-only issue at {} callers ({:.0}/s): {:.0} µs in this process (the connector), {:.0} µs in PostgreSQL's processes; the machine's cores allow at most {:.0}/s at that cost.\n",
+            p.0,
+            fmt_ms(p.1.db_issue.p50()),
+            fmt_ms(p.1.db_revoke.p50()),
+            cpu.callers,
+            cpu.per_s,
+            cpu.client_us,
+            cpu.server_us,
+            cpu.ceiling()
         ));
     }
     out.push('\n');

@@ -3,6 +3,7 @@
 
 use super::args::Plan;
 use super::curve::{self, Point};
+use super::profile::{self, Profile};
 use super::report;
 use super::scale::{self, AtScale, Provisioning};
 use super::setup::{Bench, Facts, R};
@@ -24,6 +25,8 @@ pub struct VersionRun {
     pub engine: Option<Result<Engine, String>>,
     pub processes: Option<Processes>,
     pub memory: Memory,
+    /// Where the lease actions' time goes, at the largest count.
+    pub profile: Option<Profile>,
     /// The catalog-writes method on known statements (create, drop).
     pub method: (Writes, Writes),
     pub elapsed_s: f64,
@@ -56,8 +59,8 @@ pub async fn version(plan: &Plan, pg: &str) -> R<VersionRun> {
         if r == 0 {
             if plan.engine {
                 let n = plan.samples.max(50);
-                engine =
-                    Some(versus::engine(&b, n, &plan.callers, plan.throughput_leases / 2).await);
+                let creds = plan.throughput_leases.min(600);
+                engine = Some(versus::engine(&b, n, &plan.callers, creds).await);
             }
             if plan.processes > 0 {
                 processes = Some(versus::processes(&b, plan.processes).await?);
@@ -65,6 +68,7 @@ pub async fn version(plan: &Plan, pg: &str) -> R<VersionRun> {
             memory = versus::memory(&b, plan.memory_actions, rss_start).await?;
         }
     }
+    let profile = Some(profile::measure(&b, "profile", plan.samples.max(100)).await?);
     let curve = curve::measure(&mut b, plan).await?;
     b.connector.close();
     let run = VersionRun {
@@ -77,9 +81,20 @@ pub async fn version(plan: &Plan, pg: &str) -> R<VersionRun> {
         engine,
         processes,
         memory,
+        profile,
         method,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
     drop(b);
     Ok(run)
+}
+
+/// Only the profile, on a registry of 10 projects with their live leases.
+pub async fn profile_only(plan: &Plan, pg: &str) -> R<Profile> {
+    let b = Bench::start(pg).await?;
+    scale::provision(&b, 0, 10).await?;
+    scale::hold_live_leases(&b, plan.live_leases.min(2_000), 10, plan.database_share).await?;
+    let p = profile::measure(&b, "profile", plan.samples.max(100)).await?;
+    b.connector.close();
+    Ok(p)
 }

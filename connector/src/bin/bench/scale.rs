@@ -6,7 +6,7 @@
 use super::actions::{self, Step};
 use super::args::Plan;
 use super::drive::{concurrently, service};
-use super::setup::{Bench, POOL_SIZE, R};
+use super::setup::{pg_err, Bench, POOL_SIZE, R};
 use super::switch::{self, Overhead, Switch};
 use super::throughput::{self, Throughput};
 use serde_json::json;
@@ -148,7 +148,7 @@ async fn fullest_pool(b: &Bench) -> R<(String, i64)> {
             &[],
         )
         .await
-        .map_err(|e| format!("fullest pool: {e}"))?;
+        .map_err(|e| format!("fullest pool: {}", pg_err(e)))?;
     Ok((row.get(0), row.get(1)))
 }
 
@@ -178,7 +178,7 @@ async fn switch_on_fullest_pool(b: &Bench, plan: &Plan) -> R<(Switch, Overhead)>
             &[&pool],
         )
         .await
-        .map_err(|e| format!("a project on {pool}: {e}"))?
+        .map_err(|e| format!("a project on {pool}: {}", pg_err(e)))?
         .get(0);
     let api = b.pool_login(&pool).await?;
     let login = format!("supabase_connector_pool_{pool}");

@@ -102,11 +102,20 @@ pub struct Bench {
     pub curve_cap: Option<usize>,
 }
 
+/// A PostgreSQL error with the server's message (tokio-postgres shows
+/// only "db error" otherwise).
+pub fn pg_err(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 /// Connect without TLS (the stack listens on loopback).
 pub async fn connect(url: &str) -> R<Client> {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|e| format!("cannot connect to the stack's PostgreSQL: {e}"))?;
+        .map_err(|e| format!("cannot connect to the stack's PostgreSQL: {}", pg_err(e)))?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -208,7 +217,7 @@ impl Bench {
         let (client, conn) = c
             .connect(NoTls)
             .await
-            .map_err(|e| format!("cannot log in as pool {pool}'s login role: {e}"))?;
+            .map_err(|e| format!("cannot log in as pool {pool}'s login role: {}", pg_err(e)))?;
         tokio::spawn(conn);
         Ok(client)
     }
@@ -224,7 +233,7 @@ impl Bench {
             .admin
             .query_one(sql, &[])
             .await
-            .map_err(|e| format!("{sql}: {e}"))?;
+            .map_err(|e| format!("{sql}: {}", pg_err(e)))?;
         Ok(row.get(0))
     }
 }
@@ -239,7 +248,7 @@ async fn server_facts(admin: &Client) -> R<Facts> {
             &[],
         )
         .await
-        .map_err(|e| format!("server facts: {e}"))?;
+        .map_err(|e| format!("server facts: {}", pg_err(e)))?;
     Ok(Facts {
         version: row.get(0),
         version_num: row.get(1),

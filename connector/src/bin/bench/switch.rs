@@ -9,7 +9,7 @@
 use super::actions::token_claims;
 use super::drive::{service, LONG_TTL};
 use super::sample::Sample;
-use super::setup::{Bench, R};
+use super::setup::{pg_err, Bench, R};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use supabase_connector::names::literal;
@@ -33,16 +33,25 @@ async fn timed_request(api: &Client, sql: &str) -> R<f64> {
     let t = Instant::now();
     api.batch_execute(sql)
         .await
-        .map_err(|e| format!("PostgREST-style request: {e}"))?;
+        .map_err(|e| format!("PostgREST-style request: {}", pg_err(e)))?;
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
-/// A role change elsewhere in the cluster, from another session.
-pub async fn churn(b: &Bench) -> R<()> {
+/// A role change elsewhere in the cluster, from another session: `CREATE
+/// ROLE x; DROP ROLE x` (rows of `pg_authid` only), or with `membership`
+/// also a row of `pg_auth_members` (`… IN ROLE anon`), as every database
+/// lease issued or revoked anywhere writes. PostgreSQL drops every
+/// session's cached membership lists on the first, and its cached
+/// `pg_auth_members` lookups too on the second.
+pub async fn churn(b: &Bench, membership: bool) -> R<()> {
+    let sql = match membership {
+        false => "create role bench_churn; drop role bench_churn",
+        true => "create role bench_churn in role anon; drop role bench_churn",
+    };
     b.admin
-        .batch_execute("create role bench_churn; drop role bench_churn")
+        .batch_execute(sql)
         .await
-        .map_err(|e| format!("role churn: {e}"))
+        .map_err(|e| format!("role churn: {}", pg_err(e)))
 }
 
 /// The switch as one login role, for one project it serves.
@@ -57,6 +66,7 @@ pub struct Switch {
     pub warm: Sample,
     pub after_api_issue: Sample,
     pub after_change: Sample,
+    pub after_membership_change: Sample,
 }
 
 /// A served project's class role and a live API-only token's claims.
@@ -83,9 +93,14 @@ pub async fn measure(b: &Bench, api: &Client, login: &str, project: &str, n: usi
     let sql = request_sql(&role, &claims, true);
     timed_request(api, &sql).await?;
     for _ in 0..n {
-        churn(b).await?;
+        churn(b, false).await?;
         s.after_change.ms.push(timed_request(api, &sql).await?);
         s.warm.ms.push(timed_request(api, &sql).await?);
+        churn(b, true).await?;
+        s.after_membership_change
+            .ms
+            .push(timed_request(api, &sql).await?);
+        timed_request(api, &sql).await?;
         let (_, fresh, id) = api_token(b, project).await?;
         ids.push(id);
         let fresh_sql = request_sql(&role, &fresh, true);
@@ -121,9 +136,13 @@ pub async fn after_change(
         if i >= n.min(50) && started.elapsed() > budget {
             break;
         }
-        churn(b).await?;
+        churn(b, false).await?;
         s.after_change.ms.push(timed_request(api, &sql).await?);
         s.warm.ms.push(timed_request(api, &sql).await?);
+        churn(b, true).await?;
+        s.after_membership_change
+            .ms
+            .push(timed_request(api, &sql).await?);
     }
     revoke_quietly(b, vec![id]).await?;
     s.projects = served_projects(b, login).await?;
@@ -150,7 +169,7 @@ async fn served_projects(b: &Bench, login: &str) -> R<i64> {
             &[&login],
         )
         .await
-        .map_err(|e| format!("projects served by {login}: {e}"))?;
+        .map_err(|e| format!("projects served by {login}: {}", pg_err(e)))?;
     Ok(row.get(0))
 }
 
@@ -162,7 +181,7 @@ async fn memberships(b: &Bench, login: &str) -> R<i64> {
             &[&login],
         )
         .await
-        .map_err(|e| format!("memberships of {login}: {e}"))?;
+        .map_err(|e| format!("memberships of {login}: {}", pg_err(e)))?;
     Ok(row.get(0))
 }
 
@@ -233,14 +252,14 @@ async fn server_side(api: &Client, role: &str, claims: &str) -> R<f64> {
         for _ in 0..5 {
             api.batch_execute(&format!("BEGIN; {setup}"))
                 .await
-                .map_err(|e| format!("server-side pre_request: {e}"))?;
+                .map_err(|e| format!("server-side pre_request: {}", pg_err(e)))?;
             let t = Instant::now();
             let r = api.query_one(*sql, &[&CALLS]).await;
             let ms = t.elapsed().as_secs_f64() * 1e3;
             api.batch_execute("COMMIT")
                 .await
-                .map_err(|e| format!("server-side pre_request: {e}"))?;
-            r.map_err(|e| format!("server-side pre_request: {e}"))?;
+                .map_err(|e| format!("server-side pre_request: {}", pg_err(e)))?;
+            r.map_err(|e| format!("server-side pre_request: {}", pg_err(e)))?;
             best[k] = best[k].min(ms);
         }
     }

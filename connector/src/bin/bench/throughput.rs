@@ -3,7 +3,7 @@
 //! revocation of the same leases at the same concurrency.
 
 use super::actions::cold_project;
-use super::drive::{concurrently, lease_id, service, LONG_TTL};
+use super::drive::{concurrently, service, LONG_TTL};
 use super::sample::Sample;
 use super::setup::{Bench, R};
 use serde_json::{json, Value};
@@ -88,14 +88,13 @@ async fn row(
     total: usize,
     params: impl Fn(usize) -> Value + Send + Sync + 'static,
 ) -> R<(Rate, Rate)> {
-    let (per_s, sample, out) =
+    let (per_s, sample, ids) =
         concurrently(&b.connector, callers, total, "issue_database_lease", params).await?;
     let issue = Rate {
         callers,
         per_s,
         sample,
     };
-    let ids = out.iter().map(lease_id).collect::<R<Vec<_>>>()?;
     let (per_s, sample, _) = concurrently(
         &b.connector,
         callers,

@@ -11,7 +11,7 @@
 //! 32-bit `xmin` compares with `x0` directly. [`method_check`] verifies it
 //! on a known `CREATE ROLE … ; GRANT` and `DROP ROLE`.
 
-use super::setup::{Bench, R};
+use super::setup::{pg_err, Bench, R};
 
 /// Catalog state before an action.
 pub struct Snapshot {
@@ -62,7 +62,7 @@ impl Bench {
                 &[],
             )
             .await
-            .map_err(|e| format!("catalog snapshot: {e}"))?;
+            .map_err(|e| format!("catalog snapshot: {}", pg_err(e)))?;
         Ok(Snapshot {
             x0: row.get(0),
             authid: row.get(1),
@@ -81,7 +81,7 @@ impl Bench {
                 &[&s.x0],
             )
             .await
-            .map_err(|e| format!("catalog writes: {e}"))?;
+            .map_err(|e| format!("catalog writes: {}", pg_err(e)))?;
         let (authid_new, authid, members_new, members): (i64, i64, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         Ok(Writes {
@@ -101,13 +101,13 @@ pub async fn method_check(b: &Bench) -> R<(Writes, Writes)> {
     b.admin
         .batch_execute("create role bench_probe; grant anon to bench_probe")
         .await
-        .map_err(|e| format!("method check: {e}"))?;
+        .map_err(|e| format!("method check: {}", pg_err(e)))?;
     let created = b.writes_since(&s, 1).await?;
     let s = b.snapshot().await?;
     b.admin
         .batch_execute("drop role bench_probe")
         .await
-        .map_err(|e| format!("method check: {e}"))?;
+        .map_err(|e| format!("method check: {}", pg_err(e)))?;
     let dropped = b.writes_since(&s, 1).await?;
     Ok((created, dropped))
 }
