@@ -26,6 +26,11 @@ pub struct Args {
     /// are API-only).
     #[arg(long, default_value_t = 50)]
     pub database_share: usize,
+    /// Tables each provisioned project gets (created by its owner role, as
+    /// a migration would), so the catalogs have the size real projects give
+    /// them.
+    #[arg(long, default_value_t = 1)]
+    pub tables_per_project: usize,
     /// Leases issued per throughput row.
     #[arg(long, default_value_t = 2_000)]
     pub throughput_leases: usize,
@@ -74,6 +79,7 @@ pub struct Plan {
     pub samples: usize,
     pub live_leases: usize,
     pub database_share: usize,
+    pub tables_per_project: usize,
     pub throughput_leases: usize,
     pub callers: Vec<usize>,
     pub switch_samples: usize,
@@ -103,6 +109,7 @@ impl Plan {
                 samples: 5,
                 live_leases: 40,
                 database_share: a.database_share,
+                tables_per_project: a.tables_per_project,
                 throughput_leases: 40,
                 callers: vec![1, 4],
                 switch_samples: 20,
@@ -125,6 +132,7 @@ impl Plan {
             samples: a.samples.max(1),
             live_leases: a.live_leases,
             database_share: a.database_share.min(100),
+            tables_per_project: a.tables_per_project,
             throughput_leases: a.throughput_leases.max(16),
             callers: vec![1, 4, 16],
             switch_samples: a.switch_samples.max(1),
@@ -144,6 +152,7 @@ impl Plan {
                 || a.samples != defaults.samples
                 || a.live_leases != defaults.live_leases
                 || a.switch_samples != defaults.switch_samples
+                || a.tables_per_project != defaults.tables_per_project
                 || a.curve != defaults.curve
                 || a.no_curve,
             profile_only: a.profile_only,

@@ -29,9 +29,11 @@ pub struct Profile {
     pub checkout: Sample,
     pub sign_two: Sample,
     pub redact: Sample,
-    /// Server time per call inside each role function during `n` database
-    /// lease issues and revocations: (function, calls, total ms, self ms).
-    pub functions: Vec<(String, i64, f64, f64)>,
+    /// Server time inside each function during `n` database lease issues
+    /// and revocations, and during cold upserts.
+    pub functions: Functions,
+    pub upsert_functions: Functions,
+    pub cold_upsert: Sample,
     pub db_issue: Sample,
     pub db_revoke: Sample,
     /// CPU per API-only issue at 4 callers.
@@ -343,36 +345,63 @@ fn children_ticks(parent: u32) -> u64 {
     total
 }
 
-/// `n` database lease issues and revocations with `track_functions = pl`:
-/// the server time inside each role function, per call.
+/// Per-function server time: (function, calls, total ms, self ms).
+pub type Functions = Vec<(String, i64, f64, f64)>;
+
+/// `n` database lease issues and revocations, then `n` cold upserts, each
+/// batch with `track_functions = pl`: the server time inside each function.
 async fn role_functions(b: &Bench, project: &str, n: usize, p: &mut Profile) -> R<()> {
-    let admin = |sql: &'static str| async move {
-        b.admin
-            .batch_execute(sql)
-            .await
-            .map_err(|e| format!("{sql}: {}", pg_err(e)))
-    };
-    admin("alter system set track_functions = 'pl'").await?;
-    admin("select pg_reload_conf()").await?;
+    admin(b, "alter system set track_functions = 'pl'").await?;
+    admin(b, "select pg_reload_conf()").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    admin("select pg_stat_reset()").await?;
     let issue = json!({"project": project, "principal": service(), "lease_ttl_seconds": LONG_TTL});
-    let (s, out) = b
-        .timed(n, "issue_database_lease", |_| issue.clone())
-        .await?;
-    p.db_issue = s;
-    let ids = out.iter().map(lease_id).collect::<R<Vec<_>>>()?;
-    p.db_revoke = b
-        .timed(
-            ids.len(),
-            "revoke_database_lease",
-            |i| json!({"lease_id": ids[i]}),
-        )
-        .await?
-        .0;
-    // Backends flush their function statistics within 10 s of going idle.
+    let mut leases = (Sample::default(), Sample::default());
+    p.functions = function_window(b, async {
+        let (s, out) = b
+            .timed(n, "issue_database_lease", |_| issue.clone())
+            .await?;
+        let ids = out.iter().map(lease_id).collect::<R<Vec<_>>>()?;
+        let revoke = |i: usize| json!({"lease_id": ids[i]});
+        leases = (
+            s,
+            b.timed(ids.len(), "revoke_database_lease", revoke).await?.0,
+        );
+        Ok(())
+    })
+    .await?;
+    (p.db_issue, p.db_revoke) = leases;
+    let mut cold = Sample::default();
+    let upsert = |i: usize| json!({"project": format!("{project}-cold{i}"), "issue_lease": false});
+    p.upsert_functions = function_window(b, async {
+        cold = b
+            .timed(n.min(100), "upsert_database_project_access", upsert)
+            .await?
+            .0;
+        Ok(())
+    })
+    .await?;
+    p.cold_upsert = cold;
+    admin(b, "alter system reset track_functions").await?;
+    admin(b, "select pg_reload_conf()").await
+}
+
+async fn admin(b: &Bench, sql: &str) -> R<()> {
+    b.admin
+        .batch_execute(sql)
+        .await
+        .map_err(|e| format!("{sql}: {}", pg_err(e)))
+}
+
+/// Reset the function statistics, run `body`, wait for the backends to
+/// flush theirs (within 10 s of going idle), read them.
+async fn function_window(
+    b: &Bench,
+    body: impl std::future::Future<Output = R<()>>,
+) -> R<Functions> {
+    admin(b, "select pg_stat_reset()").await?;
+    body.await?;
     tokio::time::sleep(Duration::from_secs(11)).await;
-    admin("select pg_stat_clear_snapshot()").await?;
+    admin(b, "select pg_stat_clear_snapshot()").await?;
     let rows = b
         .admin
         .query(
@@ -382,10 +411,8 @@ async fn role_functions(b: &Bench, project: &str, n: usize, p: &mut Profile) -> 
         )
         .await
         .map_err(|e| format!("function statistics: {}", pg_err(e)))?;
-    p.functions = rows
+    Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    admin("alter system reset track_functions").await?;
-    admin("select pg_reload_conf()").await
+        .collect())
 }

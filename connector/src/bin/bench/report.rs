@@ -137,8 +137,9 @@ fn header(out: &mut String, plan: &Plan, runs: &[VersionRun], total_s: f64) {
         caps.join(", ")
     ));
     out.push_str(&format!(
-        "- Parameters: project counts {}, {} samples per action and count, {} live leases ({} % with a database login role) held from the first count on, {} leases per throughput row, {} role-switch samples per case, sizing curve at {:?} projects per login role{}\n",
+        "- Parameters: project counts {}, each with {} table(s) made by its owner role, {} samples per action and count, {} live leases ({} % with a database login role) held from the first count on, {} leases per throughput row, {} role-switch samples per case, sizing curve at {:?} projects per login role{}\n",
         plan.scales.iter().map(|s| thousands(*s as i64)).collect::<Vec<_>>().join(" / "),
+        plan.tables_per_project,
         plan.samples,
         thousands(plan.live_leases as i64),
         plan.database_share,

@@ -55,6 +55,13 @@ pub fn provisioning(out: &mut String, runs: &[VersionRun]) {
     rows.push(total);
     table(out, &head, &rows);
     for r in runs {
+        if r.provisioning.tables_s > 0.0 {
+            out.push_str(&format!(
+                "- {}: creating the projects' tables took {:.1} s more (as the superuser, not counted above).\n",
+                pg(r),
+                r.provisioning.tables_s
+            ));
+        }
         let (n, s) = r.provisioning.live;
         if n > 0 {
             out.push_str(&format!(

@@ -34,6 +34,8 @@ pub struct Provisioning {
     pub segments: Vec<(usize, usize, f64)>,
     /// Seconds to issue the live leases, and how many.
     pub live: (usize, f64),
+    /// Seconds spent creating the projects' tables (not counted above).
+    pub tables_s: f64,
 }
 
 impl Provisioning {
@@ -62,6 +64,38 @@ pub async fn provision(b: &Bench, from: usize, to: usize) -> R<f64> {
         },
     )
     .await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Give the `scale<i>` projects, `i` in `from..to`, `per` tables each
+/// (`items<j>`, owned by the project's owner role, with a primary key and
+/// a text column: four catalog rows each), as the superuser in batches.
+pub async fn add_tables(b: &Bench, from: usize, to: usize, per: usize) -> R<f64> {
+    let t = Instant::now();
+    let batch = (200 / per.max(1)).max(1);
+    let mut i = from;
+    while per > 0 && i < to {
+        let end = (i + batch).min(to);
+        let sql = format!(
+            "do $$ declare s text; begin
+               for i in {i}..{last} loop
+                 s := 'proj_scale' || lpad(i::text, 5, '0');
+                 execute format('set local role %I', s || '_owner');
+                 for j in 0..{per_last} loop
+                   execute format('create table %I.%I (id bigint primary key, body text)', s, 'items' || j);
+                 end loop;
+                 reset role;
+               end loop;
+             end $$",
+            last = end - 1,
+            per_last = per - 1
+        );
+        b.admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| format!("tables of the scale projects: {}", pg_err(e)))?;
+        i = end;
+    }
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -101,6 +135,7 @@ pub async fn round(
         progress(b, &format!("provisioning {} → {scale} projects", *have));
         let secs = provision(b, *have, scale).await?;
         prov.segments.push((*have, scale, secs));
+        prov.tables_s += add_tables(b, *have, scale, plan.tables_per_project).await?;
         *have = scale;
     }
     if first && plan.live_leases > 0 {
