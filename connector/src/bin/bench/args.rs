@@ -136,7 +136,7 @@ impl Plan {
             throughput_leases: a.throughput_leases.max(16),
             callers: vec![1, 4, 16],
             switch_samples: a.switch_samples.max(1),
-            overhead_pairs: 2_000,
+            overhead_pairs: 5_000,
             curve: if a.no_curve { vec![] } else { a.curve.clone() },
             curve_seconds: a.curve_seconds,
             memory_actions: a.memory_actions,

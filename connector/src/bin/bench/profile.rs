@@ -57,8 +57,10 @@ const INSERT_LEASE: &str =
 const INSERT_AUDIT: &str = "insert into supabase_connector.audit_log (action, project, lease_id, changed, statements, params, outcome) \
      values ($1, $2, $3, $4, $5, $6, $7)";
 
-/// Profile the lease actions on `project`, `n` times each.
-pub async fn measure(b: &Bench, project: &str, n: usize) -> R<Profile> {
+/// Profile the lease actions on `project`, `n` times each; the server
+/// time per function too when `functions` (it waits twice for the
+/// statistics to be flushed: about 25 s).
+pub async fn measure(b: &Bench, project: &str, n: usize, functions: bool) -> R<Profile> {
     progress(b, "profile of the lease actions");
     b.run(
         "upsert_database_project_access",
@@ -87,8 +89,10 @@ pub async fn measure(b: &Bench, project: &str, n: usize) -> R<Profile> {
     }
     let sample_lease = b.run("issue_database_lease", issue.clone()).await?;
     parts(b, &mut p, &issue, &sample_lease, n).await?;
-    p.cpu = cpu_per_issue(b, project, 4, 2_000).await?;
-    role_functions(b, project, n.min(200), &mut p).await?;
+    p.cpu = cpu_per_issue(b, project, 4, n * 10).await?;
+    if functions {
+        role_functions(b, project, n.min(200), &mut p).await?;
+    }
     Ok(p)
 }
 

@@ -233,6 +233,9 @@ pub fn curve(out: &mut String, runs: &[VersionRun]) {
     out.push('\n');
 }
 
+/// One figure of a profile.
+type Figure = fn(&super::profile::Profile) -> f64;
+
 /// Where the lease actions' time goes (see `profile.rs`), per version.
 pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]) {
     if profiles.is_empty() {
@@ -242,7 +245,7 @@ pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]
     out.push_str("p50 of the whole `execute` beside its parts measured alone, and the same SQL sent by a bare `tokio-postgres` client over the same TCP loopback with the same pipelining (the floor PostgreSQL and the network set).\n\n");
     let mut head = vec!["ms (p50)".to_string()];
     head.extend(profiles.iter().map(|p| p.0.clone()));
-    let rows_of: [(&str, fn(&super::profile::Profile) -> f64); 10] = [
+    let rows_of: [(&str, Figure); 10] = [
         ("API-only issue: whole `execute`", |p| p.api_issue.p50()),
         ("… its SQL from a bare client (2 round trips)", |p| {
             p.api_issue_sql.p50()
@@ -277,7 +280,44 @@ pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]
         })
         .collect();
     table(out, &head, &rows);
-    out.push_str("Server time inside the role functions during database lease issues and revocations (`track_functions = pl`), per call:\n\n");
+    function_table(
+        out,
+        profiles,
+        "database lease issues and revocations",
+        |p| &p.functions,
+    );
+    function_table(out, profiles, "cold upserts (without lease)", |p| {
+        &p.upsert_functions
+    });
+    for p in profiles {
+        let cpu = &p.1.cpu;
+        out.push_str(&format!(
+            "- {}: database lease issue p50 {} ms, revoke p50 {} ms, cold upsert p50 {} ms over the calls above. CPU per API-only issue at {} callers ({:.0}/s): {:.0} µs in this process (the connector), {:.0} µs in PostgreSQL's processes; the machine's cores allow at most {:.0}/s at that cost.\n",
+            p.0,
+            fmt_ms(p.1.db_issue.p50()),
+            fmt_ms(p.1.db_revoke.p50()),
+            fmt_ms(p.1.cold_upsert.p50()),
+            cpu.callers,
+            cpu.per_s,
+            cpu.client_us,
+            cpu.server_us,
+            cpu.ceiling()
+        ));
+    }
+    out.push('\n');
+}
+
+/// Server time per call inside each function (`track_functions = pl`).
+fn function_table(
+    out: &mut String,
+    profiles: &[(String, &super::profile::Profile)],
+    during: &str,
+    pick: fn(&super::profile::Profile) -> &super::profile::Functions,
+) {
+    if profiles.iter().all(|p| pick(p.1).is_empty()) {
+        return;
+    }
+    out.push_str(&format!("Server time inside the connector's functions during {during} (`track_functions = pl`), per call of each:\n\n"));
     let mut head = vec!["function".to_string()];
     for p in profiles {
         head.extend([
@@ -286,19 +326,18 @@ pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]
             format!("{} self ms/call", p.0),
         ]);
     }
-    let mut names: Vec<String> = profiles
-        .iter()
-        .flat_map(|p| p.1.functions.iter().map(|f| f.0.clone()))
-        .collect();
-    names.dedup();
-    let mut seen = std::collections::BTreeSet::new();
-    names.retain(|n| seen.insert(n.clone()));
+    let mut names: Vec<String> = Vec::new();
+    for f in profiles.iter().flat_map(|p| pick(p.1)) {
+        if !names.contains(&f.0) {
+            names.push(f.0.clone());
+        }
+    }
     let rows: Vec<Vec<String>> = names
         .iter()
         .map(|name| {
             let mut row = vec![format!("`{name}`")];
             for p in profiles {
-                match p.1.functions.iter().find(|f| &f.0 == name) {
+                match pick(p.1).iter().find(|f| &f.0 == name) {
                     Some((_, calls, total, own)) => {
                         let c = (*calls).max(1) as f64;
                         row.extend([
@@ -314,19 +353,4 @@ pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]
         })
         .collect();
     table(out, &head, &rows);
-    for p in profiles {
-        let cpu = &p.1.cpu;
-        out.push_str(&format!(
-            "- {}: database lease issue p50 {} ms, revoke p50 {} ms over the same calls. CPU per API-only issue at {} callers ({:.0}/s): {:.0} µs in this process (the connector), {:.0} µs in PostgreSQL's processes; the machine's cores allow at most {:.0}/s at that cost.\n",
-            p.0,
-            fmt_ms(p.1.db_issue.p50()),
-            fmt_ms(p.1.db_revoke.p50()),
-            cpu.callers,
-            cpu.per_s,
-            cpu.client_us,
-            cpu.server_us,
-            cpu.ceiling()
-        ));
-    }
-    out.push('\n');
 }

@@ -68,7 +68,12 @@ pub async fn version(plan: &Plan, pg: &str) -> R<VersionRun> {
             memory = versus::memory(&b, plan.memory_actions, rss_start).await?;
         }
     }
-    let profile = Some(profile::measure(&b, "profile", plan.samples.max(100)).await?);
+    let n = if plan.quick {
+        20
+    } else {
+        plan.samples.max(200)
+    };
+    let profile = Some(profile::measure(&b, "profile", n, !plan.quick).await?);
     let curve = curve::measure(&mut b, plan).await?;
     b.connector.close();
     let run = VersionRun {
@@ -94,7 +99,7 @@ pub async fn profile_only(plan: &Plan, pg: &str) -> R<Profile> {
     let b = Bench::start(pg).await?;
     scale::provision(&b, 0, 10).await?;
     scale::hold_live_leases(&b, plan.live_leases.min(2_000), 10, plan.database_share).await?;
-    let p = profile::measure(&b, "profile", plan.samples.max(100)).await?;
+    let p = profile::measure(&b, "profile", plan.samples.max(200), true).await?;
     b.connector.close();
     Ok(p)
 }
