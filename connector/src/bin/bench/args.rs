@@ -64,6 +64,11 @@ pub struct Args {
     /// development aid: seconds, printed only).
     #[arg(long)]
     pub profile_only: bool,
+    /// Leave each version's stack running at the end (to look at the
+    /// cluster the run left: EXPLAIN, catalogs); the line to stop it is
+    /// printed.
+    #[arg(long)]
+    pub keep_stack: bool,
     /// Where to write the report (default: bench/RESULTS.md, quick runs:
     /// nowhere); the plots go next to it.
     #[arg(long)]
@@ -93,6 +98,7 @@ pub struct Plan {
     /// Whether any count differs from the default full run.
     pub reduced: bool,
     pub profile_only: bool,
+    pub keep_stack: bool,
 }
 
 impl Plan {
@@ -122,6 +128,7 @@ impl Plan {
                 out: a.out.clone().map(Into::into),
                 reduced: true,
                 profile_only: a.profile_only,
+                keep_stack: a.keep_stack,
             };
         }
         let defaults = Args::parse_from(["bench"]);
@@ -156,6 +163,7 @@ impl Plan {
                 || a.curve != defaults.curve
                 || a.no_curve,
             profile_only: a.profile_only,
+            keep_stack: a.keep_stack,
         }
     }
 

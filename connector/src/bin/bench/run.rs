@@ -90,6 +90,13 @@ pub async fn version(plan: &Plan, pg: &str) -> R<VersionRun> {
         method,
         elapsed_s: started.elapsed().as_secs_f64(),
     };
+    if plan.keep_stack {
+        b.stack.keep = true;
+        eprintln!(
+            "bench: PostgreSQL {pg}'s stack is left running; stop it with: python3 tests/stack/stack.py down {}",
+            b.stack.get("dir")
+        );
+    }
     drop(b);
     Ok(run)
 }
