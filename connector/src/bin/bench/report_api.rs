@@ -90,12 +90,13 @@ fn p50_p99(s: &Sample) -> String {
 
 pub fn switch(out: &mut String, runs: &[VersionRun]) {
     out.push_str("## PostgREST's role switch per request\n\n");
-    out.push_str("As the login role of the fullest API pool (topped up to the default pool size at the largest count), one round trip: `BEGIN; select set_config('role', <class role>, true), set_config('request.jwt.claims', <claims>, true); select supabase_connector_api.pre_request(); COMMIT`. Warm: repeated at once. After an API-only issue: the first request with the new lease's token. After a role change: right after `CREATE ROLE x; DROP ROLE x` in another session. After a membership change: right after `CREATE ROLE x IN ROLE anon; DROP ROLE x` (what every database lease issued or revoked anywhere in the cluster writes).\n\n");
+    out.push_str("As the login role of the fullest API pool (topped up to the default pool size at the largest count), one round trip: `BEGIN; select set_config('role', <class role>, true), set_config('request.jwt.claims', <claims>, true); select supabase_connector_api.pre_request(); COMMIT`. Warm: repeated at once. After a read-only action: right after the connector ran `describe_database_project` (no role, no lease written), same token: the control for the next column. After an API-only issue: the first request with the new lease's token. After a role change: right after `CREATE ROLE x; DROP ROLE x` in another session. After a membership change: right after `CREATE ROLE x IN ROLE anon; DROP ROLE x` (what every database lease issued or revoked anywhere in the cluster writes).\n\n");
     let head: Vec<String> = [
         "projects in the cluster",
         "version",
         "pool: projects / memberships",
         "warm",
+        "after a read-only action",
         "after an API-only issue",
         "after a role change",
         "after a membership change",
@@ -120,6 +121,7 @@ pub fn switch(out: &mut String, runs: &[VersionRun]) {
                     thousands(s.memberships)
                 ),
                 p50_p99(&s.warm),
+                p50_p99(&s.after_read),
                 p50_p99(&s.after_api_issue),
                 p50_p99(&s.after_change),
                 p50_p99(&s.after_membership_change),

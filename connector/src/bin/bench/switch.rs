@@ -64,6 +64,9 @@ pub struct Switch {
     /// Its memberships (rows of `pg_auth_members` with it as member).
     pub memberships: i64,
     pub warm: Sample,
+    /// Control: right after a connector action that writes no role and no
+    /// lease (`describe_database_project`), the same token as warm.
+    pub after_read: Sample,
     pub after_api_issue: Sample,
     pub after_change: Sample,
     pub after_membership_change: Sample,
@@ -101,6 +104,9 @@ pub async fn measure(b: &Bench, api: &Client, login: &str, project: &str, n: usi
             .ms
             .push(timed_request(api, &sql).await?);
         timed_request(api, &sql).await?;
+        b.run("describe_database_project", json!({"project": project}))
+            .await?;
+        s.after_read.ms.push(timed_request(api, &sql).await?);
         let (_, fresh, id) = api_token(b, project).await?;
         ids.push(id);
         let fresh_sql = request_sql(&role, &fresh, true);

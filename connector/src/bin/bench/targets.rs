@@ -132,9 +132,14 @@ fn switch_targets(runs: &[VersionRun], t: &mut Vec<Target>) {
         ),
         cells: cell(runs, |r| {
             let s = &r.last()?.switch;
-            let (a, w) = (s.after_api_issue.p50(), s.warm.p50());
+            let (a, w, c) = (s.after_api_issue.p50(), s.warm.p50(), s.after_read.p50());
             Some((
-                format!("{} vs {} ms warm", fmt_ms(a), fmt_ms(w)),
+                format!(
+                    "{} vs {} ms warm ({} ms after a read-only action)",
+                    fmt_ms(a),
+                    fmt_ms(w),
+                    fmt_ms(c)
+                ),
                 a <= w * SAME_AS_WARM,
             ))
         }),
