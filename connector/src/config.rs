@@ -177,13 +177,20 @@ pub struct PoolConfig {
 
 /// The default capacity of a pool: after any role change in the cluster,
 /// each of a pool's PostgREST sessions re-checks its login role's
-/// memberships (3 per project) on its next request, quadratically on
-/// PostgreSQL 15 and linearly on 17+ (bench/README.md has the curve).
+/// memberships (3 per project) on its next request, quadratically before
+/// PostgreSQL 17 and linearly from 17 on. These are the largest pool sizes
+/// whose role switch right after a role change elsewhere stayed within
+/// 2 ms at p99 on the benchmark's machine (2 shared cores): 75 projects on
+/// PostgreSQL 15, 200 on 18 (bench/README.md "Pool sizing" has the curve).
+/// 16 is taken to behave like 15 and 17 like 18 (same membership code), not
+/// measured. A membership change (every database lease issued or revoked)
+/// costs more than the bare role change on 18, which bench/README.md shows
+/// too.
 pub fn default_max_projects(server_version_num: i32) -> u32 {
     if server_version_num >= 170000 {
-        1000
+        200
     } else {
-        150
+        75
     }
 }
 

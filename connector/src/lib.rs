@@ -174,6 +174,12 @@ impl Connector {
     }
 
     /// The OpenBao client, or why there is none.
+    #[cfg(feature = "internals")]
+    pub fn openbao(&self) -> Result<&OpenBao> {
+        self.openbao.as_ref().map_err(Clone::clone)
+    }
+
+    #[cfg(not(feature = "internals"))]
     pub(crate) fn openbao(&self) -> Result<&OpenBao> {
         self.openbao.as_ref().map_err(Clone::clone)
     }

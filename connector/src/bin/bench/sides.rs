@@ -1,7 +1,8 @@
 //! Side by side: OpenBao's database secrets engine, pgroles, and our CLI as
 //! a process, all against the same ephemeral stack.
 
-use super::report::Sample;
+use super::sample::Sample;
+use super::setup::pg_err;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -168,6 +169,7 @@ pub fn url_parts(url: &str) -> (String, String) {
 }
 
 /// Cold and no-op wall-clock times of a provisioning tool run as a process.
+#[derive(Debug, Clone)]
 pub struct ProcessTimes {
     pub cold: Sample,
     pub noop: Sample,
@@ -334,7 +336,7 @@ pub async fn pgroles(stack: &Stack, n: usize) -> Result<(String, ProcessTimes), 
     let admin_url = stack.get("admin_url");
     let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("cannot connect as supabase_admin: {e}"))?;
+        .map_err(|e| format!("cannot connect as supabase_admin: {}", pg_err(e)))?;
     let conn = tokio::spawn(conn);
     let dir = std::env::temp_dir().join(format!("pgroles-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
