@@ -142,14 +142,16 @@ $$;
 -- pools' and the isolated projects'.
 create or replace function supabase_connector.is_api_authenticator(p_role text)
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select p_role = 'authenticator'
+begin
+  return p_role = 'authenticator'
       or exists (select 1 from supabase_connector.pools where authenticator = p_role)
-      or exists (select 1 from supabase_connector.project_role(p_role) r where r.kind = 'authenticator')
+      or exists (select 1 from supabase_connector.project_role(p_role) r where r.kind = 'authenticator');
+end
 $$;
 
 -- How a membership the connector makes is granted, or null when it is not
@@ -208,13 +210,18 @@ $$;
 -- access removal leaves above their principal's class.
 create or replace function supabase_connector.effective_access(p_project text, p_type text, p_id text)
 returns table (access_class text, platform_role text)
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
+#variable_conflict use_column
+begin
+  -- PL/pgSQL, so a session plans this once (a SQL function with its own
+  -- search_path is not inlined and was planned again at every call)
+  return query
   select e.access_class, e.platform_role
   from (
-    select 'service_role' as access_class, 'project_owner' as platform_role
+    select 'service_role'::text as access_class, 'project_owner'::text as platform_role
     where p_type = 'service' and p_id = 'project'
     union all
     select g.access_class, g.platform_role
@@ -227,7 +234,8 @@ as $$
     where p_type = 'user' and m.project = p_project and m.user_id::text = p_id
   ) e
   order by array_position(array['anon', 'authenticated', 'service_role'], e.access_class) desc, e.platform_role
-  limit 1
+  limit 1;
+end
 $$;
 
 -- 3. The role functions -------------------------------------------------------
@@ -886,37 +894,44 @@ $$;
 -- A `pgrst.*` role setting of an API login role (all databases).
 create or replace function supabase_connector.served_setting(p_role text, p_name text)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select substr(c, length(p_name) + 2)
-  from pg_db_role_setting s, unnest(s.setconfig) c
-  where s.setrole = to_regrole(quote_ident(p_role)) and s.setdatabase = 0
-    and c like replace(p_name, '_', '\_') || '=%'
+begin
+  return (select substr(c, length(p_name) + 2)
+          from pg_db_role_setting s, unnest(s.setconfig) c
+          where s.setrole = to_regrole(quote_ident(p_role)) and s.setdatabase = 0
+            and c like replace(p_name, '_', '\_') || '=%'
+          limit 1);
+end
 $$;
 
 create or replace function supabase_connector.served_pre_request(p_role text)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select supabase_connector.served_setting(p_role, 'pgrst.db_pre_request')
+begin
+  return supabase_connector.served_setting(p_role, 'pgrst.db_pre_request');
+end
 $$;
 
 -- The login role of a pool's PostgREST.
 create or replace function supabase_connector.pool_authenticator(p_pool text)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select case when p_pool = 'central' then 'authenticator'
-              else (select authenticator from supabase_connector.pools where name = p_pool) end
+begin
+  return case when p_pool = 'central' then 'authenticator'
+              else (select authenticator from supabase_connector.pools where name = p_pool) end;
+end
 $$;
 
 -- Recompute and apply the served lists of the given pools (each under its

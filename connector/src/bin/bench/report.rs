@@ -148,7 +148,7 @@ fn header(out: &mut String, plan: &Plan, runs: &[VersionRun], total_s: f64) {
         plan.curve,
         if plan.reduced && !plan.quick { " (reduced from the defaults: see `bench/README.md`)" } else { "" }
     ));
-    out.push_str("- Latency: wall-clock per call of `Connector::execute` (validation, OpenBao secrets from the cache, SQL), one caller, calls in sequence. Statements and round trips: counted by the connector's database layer (`Database::totals`).\n");
+    out.push_str("- Latency: wall-clock per call of `Connector::execute` (validation; for the actions that sign tokens, the check of the JWT secret's version in OpenBao, which runs alongside the SQL; the SQL), one caller, calls in sequence. Statements and round trips: counted by the connector's database layer (`Database::totals`).\n");
     out.push_str(&format!("- Whole run: {total_s:.0} s.\n\n"));
 }
 
