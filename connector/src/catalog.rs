@@ -42,11 +42,22 @@ fn validator(action: &str) -> Option<&'static jsonschema::Validator> {
         let mut schema = params.as_object().cloned().unwrap_or_default();
         schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
         jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
+            .with_draft(VALIDATION_DRAFT)
+            .should_validate_formats(false)
             .build(&Value::Object(schema))
             .unwrap_or_else(|e| panic!("catalog schema of {action} is invalid: {e}"))
     }))
 }
+
+/// The rules parameters are checked with. The catalog is a JSON Schema
+/// 2020-12 document, but it uses no keyword whose meaning differs in
+/// Draft 7 (no `$ref` beside other assertions, no tuple `items`, none of
+/// the 2019+ keywords; a test keeps it so), and building a 2020-12
+/// validator first checks the schema against the 2020-12 meta-schema, whose
+/// `$dynamicRef`s cost a short-lived CLI process about 25 ms. The tests
+/// check the catalog against that meta-schema instead. Formats are not
+/// asserted, as 2020-12 has it.
+const VALIDATION_DRAFT: jsonschema::Draft = jsonschema::Draft::Draft7;
 
 /// The `$defs` a schema refers to, directly or through each other. Only
 /// these are compiled: the validator compiles every definition it is given,
@@ -213,6 +224,70 @@ mod tests {
         assert!(paths.contains(&"/project"), "{paths:?}");
         assert!(paths.contains(&"/expose"), "{paths:?}");
         assert!(paths.contains(&"/"), "{paths:?}"); // the unknown key
+    }
+
+    #[test]
+    fn the_catalog_is_a_valid_2020_12_schema() {
+        for name in action_names() {
+            let params = &catalog()["actions"][name]["params"];
+            let mut schema = params.as_object().cloned().unwrap_or_default();
+            schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
+            if let Err(e) = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .build(&Value::Object(schema))
+            {
+                panic!("{name}: {e}");
+            }
+        }
+    }
+
+    /// Parameters are checked with the Draft 7 rules: nothing in the
+    /// catalog may mean something else there than in 2020-12.
+    #[test]
+    fn no_keyword_means_something_else_under_draft_7() {
+        const ASSERTIONS_BESIDE_REF_ALLOWED: [&str; 5] =
+            ["$ref", "description", "default", "title", "examples"];
+        const NEWER_KEYWORDS: [&str; 8] = [
+            "prefixItems",
+            "unevaluatedProperties",
+            "unevaluatedItems",
+            "dependentRequired",
+            "dependentSchemas",
+            "$dynamicRef",
+            "$anchor",
+            "minContains",
+        ];
+        fn walk(v: &Value, path: &str, problems: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if m.contains_key("$ref") {
+                        for k in m.keys() {
+                            if !ASSERTIONS_BESIDE_REF_ALLOWED.contains(&k.as_str()) {
+                                problems.push(format!("{path}: {k} beside $ref"));
+                            }
+                        }
+                    }
+                    if m.get("items").is_some_and(Value::is_array) {
+                        problems.push(format!("{path}: tuple items"));
+                    }
+                    for (k, x) in m {
+                        if NEWER_KEYWORDS.contains(&k.as_str()) && !path.ends_with("/properties") {
+                            problems.push(format!("{path}: {k}"));
+                        }
+                        walk(x, &format!("{path}/{k}"), problems);
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(x, &format!("{path}/{i}"), problems);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut problems = Vec::new();
+        walk(catalog(), "", &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

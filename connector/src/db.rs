@@ -477,6 +477,63 @@ pub struct Database {
     pub totals: Arc<Totals>,
 }
 
+/// What a new pool learns about its server, in one round trip (simple
+/// protocol: nothing to prepare on a connection that may serve only one
+/// short CLI action).
+struct ServerFacts {
+    version_num: i32,
+    runtime_role: String,
+    dbname: String,
+    bootstrap_version: Option<i32>,
+}
+
+async fn server_facts(
+    client: &tokio_postgres::Client,
+    check_registry: bool,
+) -> Result<ServerFacts> {
+    use tokio_postgres::SimpleQueryMessage;
+    let mut sql = String::from(
+        "select current_setting('server_version_num'), current_user, current_database()",
+    );
+    if check_registry {
+        sql.push_str(
+            "; select value #>> '{}' from supabase_connector.meta where key = 'bootstrap_version'",
+        );
+    }
+    let messages = client.simple_query(&sql).await.map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
+            return Error::precondition(
+                "the registry schema supabase_connector is missing: run `supabase-connector bootstrap` as a superuser first",
+            );
+        }
+        let mut e = Error::from(e);
+        if check_registry {
+            e.message = format!(
+                "cannot read the registry ({}): is the runtime role the one bootstrap was run for?",
+                e.message
+            );
+        }
+        e
+    })?;
+    // one row from the first statement, at most one from the second
+    let mut rows = messages.into_iter().filter_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    let first = rows
+        .next()
+        .ok_or_else(|| Error::internal("the server answered no facts"))?;
+    let text = |i: usize| first.get(i).unwrap_or_default().to_string();
+    Ok(ServerFacts {
+        version_num: text(0)
+            .parse()
+            .map_err(|_| Error::internal("server_version_num is not a number"))?,
+        runtime_role: text(1),
+        dbname: text(2),
+        bootstrap_version: rows.next().and_then(|r| r.get(0).and_then(|v| v.parse().ok())),
+    })
+}
+
 impl Database {
     /// Build the pool and read the server facts (one connection, one query).
     pub async fn connect(
@@ -552,45 +609,19 @@ impl Database {
             .map_err(|e| Error::internal(format!("pool: {e}")))?;
 
         let obj = pool.get().await?;
-        let row = obj
-            .query_one(
-                "select current_setting('server_version_num')::int, current_user::text, current_database()::text,
-                        to_regclass('supabase_connector.meta') is not null",
-                &[],
-            )
-            .await?;
+        let facts = server_facts(&obj, check_registry).await?;
         let server = ServerInfo {
-            version_num: row.get(0),
-            runtime_role: row.get(1),
-            dbname: row.get(2),
+            version_num: facts.version_num,
+            runtime_role: facts.runtime_role,
+            dbname: facts.dbname,
             host,
             port,
         };
-        if check_registry {
-            let installed: bool = row.get(3);
-            if !installed {
-                return Err(Error::precondition(
-                    "the registry schema supabase_connector is missing: run `supabase-connector bootstrap` as a superuser first",
-                ));
-            }
-            let version: Option<i32> = obj
-                .query_opt(
-                    "select (value #>> '{}')::int from supabase_connector.meta where key = 'bootstrap_version'",
-                    &[],
-                )
-                .await
-                .map_err(|e| {
-                    let mut e = Error::from(e);
-                    e.message = format!("cannot read the registry ({}): is the runtime role the one bootstrap was run for?", e.message);
-                    e
-                })?
-                .map(|r| r.get(0));
-            if version != Some(BOOTSTRAP_VERSION) {
-                return Err(Error::precondition(format!(
-                    "the registry is at bootstrap version {}, this connector needs {BOOTSTRAP_VERSION}: run `supabase-connector bootstrap`",
-                    version.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
-                )));
-            }
+        if check_registry && facts.bootstrap_version != Some(BOOTSTRAP_VERSION) {
+            return Err(Error::precondition(format!(
+                "the registry is at bootstrap version {}, this connector needs {BOOTSTRAP_VERSION}: run `supabase-connector bootstrap`",
+                facts.bootstrap_version.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+            )));
         }
         drop(obj);
         Ok(Database {
