@@ -1,7 +1,7 @@
 //! The targets the figures are held against, per version.
 
 use super::actions::{
-    self, fmt_ms, p50, ALL, API_ISSUE, API_RENEW, API_REVOKE, DB_ISSUE, DB_REVOKE,
+    self, fmt_ms, p50, ALL, API_ISSUE, API_RENEW, API_REVOKE, COLD, DB_ISSUE, DB_REVOKE, NOOP,
 };
 use super::curve::{largest_within_target, TARGET_P99_MS};
 use super::run::VersionRun;
@@ -13,6 +13,11 @@ pub const API_PER_S_AT_4: f64 = 5_000.0;
 pub const DB_P50_MS: f64 = 1.5;
 pub const PRE_REQUEST_MS: f64 = 0.05;
 pub const PROVISION_S: f64 = 180.0;
+pub const NOOP_P50_MS: f64 = 1.0;
+pub const NOOP_ROUND_TRIPS: f64 = 2.0;
+pub const COLD_P50_MS: f64 = 5.0;
+/// Our CLI process against pgroles': at most this share of its time.
+pub const CLI_SHARE_OF_PGROLES: f64 = 1.0 / 3.0;
 /// "Same as warm": p50 right after an API-only issue within this factor.
 pub const SAME_AS_WARM: f64 = 1.15;
 
@@ -122,7 +127,52 @@ pub fn evaluate(runs: &[VersionRun]) -> Vec<Target> {
     });
     switch_targets(runs, &mut t);
     other_targets(runs, &mut t);
+    provisioning_targets(runs, &mut t);
     t
+}
+
+fn provisioning_targets(runs: &[VersionRun], t: &mut Vec<Target>) {
+    t.push(Target {
+        what: format!("{NOOP} p50 ≤ {NOOP_P50_MS} ms in ≤ {NOOP_ROUND_TRIPS} round trips"),
+        cells: cell(runs, |r| {
+            let (text, ok) = at_both(r, NOOP, NOOP_P50_MS)?;
+            let trips = r
+                .rounds
+                .iter()
+                .filter_map(|a| actions::find(&a.steps, NOOP))
+                .map(|s| s.sample.round_trips_per_call())
+                .fold(0.0, f64::max);
+            Some((
+                format!("{text}; {trips} round trips"),
+                ok && trips <= NOOP_ROUND_TRIPS,
+            ))
+        }),
+    });
+    t.push(Target {
+        what: format!("{COLD} p50 ≤ {COLD_P50_MS} ms"),
+        cells: cell(runs, |r| at_both(r, COLD, COLD_P50_MS)),
+    });
+    t.push(Target {
+        what: "our CLI as a process ≤ 1/3 of pgroles' time, cold and no-op (p50)".into(),
+        cells: cell(runs, |r| {
+            let p = r.processes.as_ref()?;
+            let (ours, (_, theirs)) = (p.ours.as_ref().ok()?, p.pgroles.as_ref().ok()?);
+            let cold = ours.cold.p50() / theirs.cold.p50();
+            let noop = ours.noop.p50() / theirs.noop.p50();
+            Some((
+                format!(
+                    "{:.2}× cold ({} vs {} ms), {:.2}× no-op ({} vs {} ms)",
+                    cold,
+                    fmt_ms(ours.cold.p50()),
+                    fmt_ms(theirs.cold.p50()),
+                    noop,
+                    fmt_ms(ours.noop.p50()),
+                    fmt_ms(theirs.noop.p50())
+                ),
+                cold <= CLI_SHARE_OF_PGROLES && noop <= CLI_SHARE_OF_PGROLES,
+            ))
+        }),
+    });
 }
 
 fn switch_targets(runs: &[VersionRun], t: &mut Vec<Target>) {
