@@ -389,6 +389,21 @@ def write_secrets(stack: Stack, secrets: Dict[str, Any]) -> None:
     urllib.request.urlopen(req, timeout=5).read()
 
 
+def rotate_jwt_secret(fstack: Stack) -> Tuple[str, Dict[str, str]]:
+    """Write a new JWT_SECRET (and keys signed with it) to OpenBao."""
+    new_secret = "rotated-" + uuid.uuid4().hex + uuid.uuid4().hex
+    now = int(time.time())
+    rotated = dict(
+        fstack.secrets,
+        JWT_SECRET=new_secret,
+        SUPABASE_PUBLISHABLE_KEY=hs256_jwt({"role": "anon", "iss": "supabase", "iat": now, "exp": now + 86400}, new_secret),
+        SUPABASE_SECRET_KEY=hs256_jwt({"role": "service_role", "iss": "supabase", "iat": now, "exp": now + 86400}, new_secret),
+    )
+    write_secrets(fstack, rotated)
+    fstack.info["secrets"] = rotated  # what a restart of the dev server re-seeds
+    return new_secret, rotated
+
+
 def test_jwt_secret_rotation(fstack: Stack) -> None:
     """Running executors, with the default openbao.cache_seconds and secrets
     already cached, sign the first lease issued after a rotation with the
@@ -402,16 +417,7 @@ def test_jwt_secret_rotation(fstack: Stack) -> None:
         old_secret = fstack.secrets["JWT_SECRET"]
         before = ex.execute("upsert_database_project_access", {"project": slug})["lease"]
         ex_approle.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})
-        new_secret = "rotated-" + uuid.uuid4().hex + uuid.uuid4().hex
-        now = int(time.time())
-        rotated = dict(
-            fstack.secrets,
-            JWT_SECRET=new_secret,
-            SUPABASE_PUBLISHABLE_KEY=hs256_jwt({"role": "anon", "iss": "supabase", "iat": now, "exp": now + 86400}, new_secret),
-            SUPABASE_SECRET_KEY=hs256_jwt({"role": "service_role", "iss": "supabase", "iat": now, "exp": now + 86400}, new_secret),
-        )
-        write_secrets(fstack, rotated)
-        fstack.info["secrets"] = rotated  # what a restart of the dev server re-seeds
+        new_secret, rotated = rotate_jwt_secret(fstack)
         # right away: no waiting for a cache to expire
         after = ex.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})["lease"]
         after_approle = ex_approle.execute("issue_database_lease", {"project": slug, "principal": {"type": "project"}})["lease"]
@@ -442,6 +448,43 @@ def test_jwt_secret_rotation(fstack: Stack) -> None:
     finally:
         ex.close()
         ex_approle.close()
+
+
+def test_jwt_secret_rotation_with_a_signing_check_window(fstack: Stack) -> None:
+    """With openbao.signing_check_ms set, a version check stays good that
+    long: a lease issued inside the window after a rotation still carries
+    tokens of the old secret, and the first one issued after it carries
+    tokens of the new one, without a restart."""
+    window_ms = 3000
+    cfg = config(fstack)
+    ex = create_executor(dict(cfg, openbao=dict(cfg["openbao"], signing_check_ms=window_ms)))
+    principal = {"type": "project"}
+    try:
+        slug = new_slug("f")
+        old_secret = fstack.secrets["JWT_SECRET"]
+        checked = time.monotonic()  # the upsert's check starts after this
+        ex.execute("upsert_database_project_access", {"project": slug})
+        new_secret, rotated = rotate_jwt_secret(fstack)
+        inside = ex.execute("issue_database_lease", {"project": slug, "principal": principal, "database": False})["lease"]
+        assert time.monotonic() - checked < window_ms / 1000, "the machine was too slow to stay inside the window"
+        time.sleep(window_ms / 1000 + 0.2)
+        after = ex.execute("issue_database_lease", {"project": slug, "principal": principal, "database": False})["lease"]
+        api_new = pgrest.Client(fstack.authenticator_url, new_secret)
+        api_old = pgrest.Client(fstack.authenticator_url, old_secret)
+        try:
+            assert api_old.claims(inside["api"]["access_token"])["jti"] == inside["lease_id"]
+            assert inside["api"]["apikey"] != rotated["SUPABASE_PUBLISHABLE_KEY"]
+            assert after["api"]["apikey"] == rotated["SUPABASE_PUBLISHABLE_KEY"]
+            token = after["api"]["access_token"]
+            assert api_new.request(token, after["schema"], "select current_user") == [(f"{after['schema']}_service_role",)]
+            with pytest.raises(pgrest.ApiError) as err:
+                api_old.claims(token)
+            assert err.value.kind == "jwt_invalid"
+        finally:
+            api_new.close()
+            api_old.close()
+    finally:
+        ex.close()
 
 
 # ------------------------------------------------------------- concurrency

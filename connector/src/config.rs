@@ -114,6 +114,13 @@ pub struct OpenBaoConfig {
     /// as their KV v2 version is unchanged (it is checked before every
     /// signing, so a rotation is seen at once).
     pub cache_seconds: u64,
+    /// How long, in milliseconds, a check of the secrets' version stays
+    /// good for the leases signed after it. 0 (the default): every action
+    /// that signs tokens checks, so a lease issued after a rotation of
+    /// `JWT_SECRET` carries tokens of the new secret. A few hundred
+    /// milliseconds spare lease-heavy executors most checks; a rotation is
+    /// then seen within that time.
+    pub signing_check_ms: u64,
     pub timeout_seconds: u64,
 }
 
@@ -126,6 +133,7 @@ impl Default for OpenBaoConfig {
             mount: "secret".into(),
             path: "connectors/supabase".into(),
             cache_seconds: 30,
+            signing_check_ms: 0,
             timeout_seconds: 5,
         }
     }

@@ -46,6 +46,8 @@ struct KvVersion {
 /// The secrets as last read, with when and at which version.
 struct Cached {
     at: Instant,
+    /// When a check or read that found these secrets current started.
+    confirmed: Instant,
     version: Option<KvVersion>,
     secrets: ConnectorSecrets,
 }
@@ -254,14 +256,27 @@ impl OpenBao {
     /// secret's version is checked first (one small request) and the secret
     /// read again only when it changed (or the cache is older than
     /// `openbao.cache_seconds`). A lease issued after a rotation of
-    /// `JWT_SECRET` is therefore signed with the new secret.
+    /// `JWT_SECRET` is therefore signed with the new secret; with
+    /// `openbao.signing_check_ms` set, a lease issued that long after it.
     pub async fn secrets_for_signing(&self) -> Result<ConnectorSecrets> {
         let ttl = Duration::from_secs(self.config.cache_seconds);
-        let current = self.checked_version().await?;
-        if let Some(current) = &current {
+        let reuse = Duration::from_millis(self.config.signing_check_ms);
+        if !reuse.is_zero() {
             let cache = self.cache.lock().await;
             if let Some(c) = cache.as_ref() {
+                if c.confirmed.elapsed() < reuse && c.at.elapsed() < ttl {
+                    return Ok(c.secrets.clone());
+                }
+            }
+        }
+        let started = Instant::now();
+        let current = self.checked_version().await?;
+        if let Some(current) = &current {
+            let mut cache = self.cache.lock().await;
+            if let Some(c) = cache.as_mut() {
                 if c.version.as_ref() == Some(current) && c.at.elapsed() < ttl {
+                    // the check began at or after `started`
+                    c.confirmed = c.confirmed.max(started);
                     return Ok(c.secrets.clone());
                 }
             }
@@ -333,6 +348,7 @@ impl OpenBao {
     /// Read the secret in full and cache it, with `checked` (the version a
     /// metadata read just saw) when the data read is of that version.
     async fn fetch(&self, checked: Option<KvVersion>) -> Result<ConnectorSecrets> {
+        let started = Instant::now();
         let body = self.send(Method::GET, &self.kv_url(""), None).await?;
         let kv: BTreeMap<String, Value> = body["data"]["data"]
             .as_object()
@@ -364,6 +380,7 @@ impl OpenBao {
         // version: the next check reads the secret again.
         *self.cache.lock().await = Some(Cached {
             at: Instant::now(),
+            confirmed: started,
             version: checked.filter(|c| Some(c.version) == read_version),
             secrets: secrets.clone(),
         });

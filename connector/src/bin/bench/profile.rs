@@ -7,16 +7,21 @@
 //! inside each role function (`track_functions`); and the CPU an API-only
 //! issue costs this process and PostgreSQL at 4 callers.
 
-use super::drive::{concurrently, lease_id, service, LONG_TTL};
+use super::drive::{call, concurrently, lease_id, service, LONG_TTL};
 use super::sample::Sample;
 use super::scale::progress;
 use super::setup::{connect, pg_err, Bench, R};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use supabase_connector::apply::redact;
 use supabase_connector::lease::jwt;
+use supabase_connector::Connector;
 use tokio_postgres::Client;
 use uuid::Uuid;
+
+/// `openbao.signing_check_ms` of the windowed comparison.
+pub const SIGNING_CHECK_MS: u64 = 500;
 
 /// The parts, p50 each.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +30,10 @@ pub struct Profile {
     pub api_issue_sql: Sample,
     pub api_revoke: Sample,
     pub api_revoke_sql: Sample,
+    /// The API-only issue through a connector whose version checks stay
+    /// good for [`SIGNING_CHECK_MS`], sequential and at 4 callers.
+    pub api_issue_windowed: Sample,
+    pub windowed_per_s_at_4: f64,
     pub validate: Sample,
     pub secrets: Sample,
     pub checkout: Sample,
@@ -88,6 +97,7 @@ pub async fn measure(b: &Bench, project: &str, n: usize, functions: bool) -> R<P
         p.api_revoke.push_since(t);
         p.api_revoke_sql.ms.push(bare.revoke(*bare_id).await?);
     }
+    windowed(b, &mut p, project, &issue, n).await?;
     let sample_lease = b.run("issue_database_lease", issue.clone()).await?;
     parts(b, &mut p, &issue, &sample_lease, n).await?;
     p.cpu = cpu_per_issue(b, project, 4, n * 10).await?;
@@ -95,6 +105,39 @@ pub async fn measure(b: &Bench, project: &str, n: usize, functions: bool) -> R<P
         role_functions(b, project, n.min(200), &mut p).await?;
     }
     Ok(p)
+}
+
+/// The API-only issue when a version check stays good for a while
+/// (`openbao.signing_check_ms`): one caller, then 4.
+async fn windowed(b: &Bench, p: &mut Profile, project: &str, issue: &Value, n: usize) -> R<()> {
+    let mut config = b.connector.config().clone();
+    config.openbao.signing_check_ms = SIGNING_CHECK_MS;
+    config.database.pool_size = 4;
+    let c = Arc::new(Connector::new(config).await.map_err(|e| e.message)?);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let v = call(&c, "issue_database_lease", issue.clone()).await?;
+        p.api_issue_windowed.push_since(t);
+        ids.push(lease_id(&v)?);
+    }
+    let project = project.to_string();
+    let (per_s, _, more) = concurrently(&c, 4, n * 5, "issue_database_lease", move |_| {
+        json!({"project": project, "principal": service(), "database": false, "lease_ttl_seconds": LONG_TTL})
+    })
+    .await?;
+    p.windowed_per_s_at_4 = per_s;
+    let all: Vec<String> = ids.iter().map(ToString::to_string).chain(more).collect();
+    concurrently(
+        &c,
+        4,
+        all.len(),
+        "revoke_database_lease",
+        move |i| json!({"lease_id": all[i]}),
+    )
+    .await?;
+    c.close();
+    Ok(())
 }
 
 /// The client-side parts, each alone.
