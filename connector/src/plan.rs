@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::Principal;
 use crate::model::{DesiredProject, MembershipKind};
 use crate::names::AccessClass;
-use crate::names::{pool_authenticator, CENTRAL_POOL, POOL_ANON_ROLE};
+use crate::names::{pool_authenticator, ProjectNames, CENTRAL_POOL, POOL_ANON_ROLE};
 use crate::sql::ServerInfo;
 use crate::state::{Membership, PoolRow, PoolState, ProjectState, RoleState};
 use chrono::{DateTime, Utc};
@@ -353,7 +353,8 @@ pub fn is_plain_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
-/// Compare a project's actual state with the desired one.
+/// Compare a project's actual state with the desired one. The steps run
+/// in this order: each one's statements may rely on the earlier ones.
 pub fn diff_project(
     current: &ProjectState,
     desired: &DesiredProject,
@@ -362,14 +363,41 @@ pub fn diff_project(
     let n = &desired.names;
     refuse_takeover(current, n)?;
     let mut changes = Vec::new();
+    let pool_changed = registry_changes(&mut changes, current, desired, ctx)?;
+    role_changes(&mut changes, current, desired);
+    setting_changes(&mut changes, current, desired);
+    let runtime = ctx.server.runtime_role.as_str();
+    membership_changes(&mut changes, current, desired, runtime);
+    let borrow_at = changes.len();
+    schema_changes(&mut changes, current, n);
+    default_privilege_changes(&mut changes, current, n);
+    object_changes(&mut changes, current, n);
+    exposure_changes(&mut changes, current, desired, ctx, pool_changed);
+    borrow_owner(
+        &mut changes,
+        borrow_at,
+        &n.owner,
+        runtime,
+        current.holds_owner(&n.owner, runtime),
+    );
+    Ok(changes)
+}
 
-    // 1. The pool serving it (its registry row and login role), then the
-    //    project's registry row: the role functions check names against them.
+/// Step 1: the pool serving it (its registry row and login role), then the
+/// project's registry row: the role functions check names against them.
+/// Whether the pool changed.
+fn registry_changes(
+    changes: &mut Vec<Change>,
+    current: &ProjectState,
+    desired: &DesiredProject,
+    ctx: &PlanContext,
+) -> Result<bool> {
+    let n = &desired.names;
     let pool_changed = match (&current.pool, desired.pool.as_str()) {
         (_, CENTRAL_POOL) => false,
         (Some(pool), name) if pool.name == name => {
             let before = changes.len();
-            diff_pool(&mut changes, pool, ctx)?;
+            diff_pool(changes, pool, ctx)?;
             changes.len() != before
         }
         (_, name) => {
@@ -391,7 +419,6 @@ pub fn diff_project(
             pool: row.pool,
         });
     }
-
     // Live database leases follow a change of the limits.
     if current
         .registry
@@ -402,36 +429,42 @@ pub fn diff_project(
             slug: n.slug.as_str().into(),
         });
     }
+    Ok(pool_changed)
+}
 
-    // 2. Roles, with only the attributes the connector manages.
+/// Step 2: roles, with only the attributes the connector manages.
+fn role_changes(changes: &mut Vec<Change>, current: &ProjectState, desired: &DesiredProject) {
+    let n = &desired.names;
     for role in [&n.owner, &n.service_role, &n.authenticated, &n.anon] {
         match current.role(role) {
             None => changes.push(Change::CreateRole { role: role.clone() }),
-            Some(r) => alter_role(&mut changes, r, false),
+            Some(r) => alter_role(changes, r, false),
         }
     }
-    let isolated = desired.isolation == Isolation::Isolated;
-    match (isolated, current.role(&n.authenticator)) {
+    match (desired.isolation == Isolation::Isolated, current.role(&n.authenticator)) {
         (true, None) => changes.push(Change::CreateRole {
             role: n.authenticator.clone(),
         }),
-        (true, Some(r)) => alter_role(&mut changes, r, true),
+        (true, Some(r)) => alter_role(changes, r, true),
         (false, Some(_)) => changes.push(Change::DropRole {
             role: n.authenticator.clone(),
         }),
         (false, None) => {}
     }
+}
 
-    // 3. Role settings: the class roles' statement timeouts (PostgREST
-    //    applies the settings of the role it switches to), and the API
-    //    login role's, as Supabase sets its authenticator's.
+/// Step 3: role settings: the class roles' statement timeouts (PostgREST
+/// applies the settings of the role it switches to), and the API login
+/// role's, as Supabase sets its authenticator's.
+fn setting_changes(changes: &mut Vec<Change>, current: &ProjectState, desired: &DesiredProject) {
+    let n = &desired.names;
     let timeouts = &desired.limits.statement_timeout;
     let mut settings = vec![
         (&n.service_role, timeouts.service_role),
         (&n.authenticated, timeouts.authenticated),
         (&n.anon, timeouts.anon),
     ];
-    if isolated {
+    if desired.isolation == Isolation::Isolated {
         settings.push((&n.authenticator, AUTHENTICATOR_STATEMENT_TIMEOUT_MS));
     }
     for (role, ms) in settings {
@@ -444,10 +477,18 @@ pub fn diff_project(
             });
         }
     }
+}
 
-    // 4. Memberships: exactly the wanted ones (the runtime role's borrowed
-    //    owner aside, see the end).
-    let runtime = ctx.server.runtime_role.as_str();
+/// Step 4: memberships: exactly the wanted ones (the runtime role's borrowed
+/// owner aside, see [`borrow_owner`]).
+fn membership_changes(
+    changes: &mut Vec<Change>,
+    current: &ProjectState,
+    desired: &DesiredProject,
+    runtime: &str,
+) {
+    let n = &desired.names;
+    let isolated = desired.isolation == Isolation::Isolated;
     let wanted = desired.memberships();
     for w in &wanted {
         let grants: Vec<&Membership> = current.memberships_of(&w.role, &w.member).collect();
@@ -486,9 +527,10 @@ pub fn diff_project(
             member: member.into(),
         });
     }
-    let borrow_at = changes.len();
+}
 
-    // 5. The schema, owned by the project owner, USAGE for the class roles only.
+/// Step 5: the schema, owned by the project owner, USAGE for the class roles only.
+fn schema_changes(changes: &mut Vec<Change>, current: &ProjectState, n: &ProjectNames) {
     match &current.schema {
         None => changes.push(Change::CreateSchema {
             schema: n.schema.clone(),
@@ -533,8 +575,10 @@ pub fn diff_project(
             grantee: grantee.clone(),
         });
     }
+}
 
-    // 6. Default privileges for objects created later by the owner.
+/// Step 6: default privileges for objects created later by the owner.
+fn default_privilege_changes(changes: &mut Vec<Change>, current: &ProjectState, n: &ProjectNames) {
     for (privileges, objects, class) in DEFAULT_GRANTS {
         let grantee = match class {
             Class::Authenticated => &n.authenticated,
@@ -567,8 +611,10 @@ pub fn diff_project(
             grantee: "PUBLIC".into(),
         });
     }
+}
 
-    // 7. Existing objects brought in line.
+/// Step 7: existing objects brought in line.
+fn object_changes(changes: &mut Vec<Change>, current: &ProjectState, n: &ProjectNames) {
     for table in &current.tables_without_rls {
         changes.push(Change::EnableRowLevelSecurity {
             table: table.clone(),
@@ -594,9 +640,17 @@ pub fn diff_project(
             });
         }
     }
+}
 
-    // 8. The exposure (the schema exists by now): the pool it is on, and
-    //    the one it leaves.
+/// Step 8: the exposure (the schema exists by now): the pool it is on, and the
+/// one it leaves.
+fn exposure_changes(
+    changes: &mut Vec<Change>,
+    current: &ProjectState,
+    desired: &DesiredProject,
+    ctx: &PlanContext,
+    pool_changed: bool,
+) {
     let stored_pool = current.registry.as_ref().map(|r| r.pool.as_str());
     let moved = stored_pool.is_some_and(|p| p != desired.pool);
     if moved || pool_changed || exposure_outdated(current, desired, ctx.exposure) {
@@ -606,14 +660,6 @@ pub fn diff_project(
         }
         changes.push(Change::ApplyExposure { pools });
     }
-    borrow_owner(
-        &mut changes,
-        borrow_at,
-        &n.owner,
-        runtime,
-        current.holds_owner(&n.owner, runtime),
-    );
-    Ok(changes)
 }
 
 fn row_limits(desired: &DesiredProject) -> serde_json::Value {
