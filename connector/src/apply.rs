@@ -1,7 +1,8 @@
 //! Applying: the audit row every action writes, with secrets and migration
 //! text redacted, and the JSON a dry run returns.
 
-use crate::plan::Change;
+use crate::plan::{Change, PlanContext};
+use crate::render::render_all;
 use crate::sql::{Param, Statement};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -83,12 +84,8 @@ impl Audit<'_> {
 }
 
 /// What `dry_run` returns: the typed changes and the SQL they render to.
-pub fn dry_run_result(
-    action: &str,
-    changes: &[Change],
-    statements: &[Statement],
-    extra: Value,
-) -> Value {
+pub fn dry_run_result(action: &str, changes: &[Change], ctx: &PlanContext, extra: Value) -> Value {
+    let statements = render_all(changes, ctx);
     let mut out = json!({
         "dry_run": true,
         "action": action,

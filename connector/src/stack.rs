@@ -14,7 +14,7 @@ const EXIT_MISSING: i32 = 3;
 
 /// Where the stack script lives: `SUPABASE_CONNECTOR_STACK`, else
 /// `tests/stack/stack.py` above the current directory or the executable.
-fn stack_script() -> Result<PathBuf> {
+pub fn stack_script() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("SUPABASE_CONNECTOR_STACK") {
         return Ok(PathBuf::from(p));
     }

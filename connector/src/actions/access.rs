@@ -95,11 +95,10 @@ pub async fn upsert_team(c: &Connector, req: &UpsertTeam, params: &Value) -> Res
         (a, r)
     });
     if req.dry_run {
-        let statements = render_all(&changes, &ctx);
         return Ok(dry_run_result(
             ACTION,
             &changes,
-            &statements,
+            &ctx,
             json!({"added": added, "removed": removed}),
         ));
     }
@@ -157,11 +156,10 @@ pub async fn upsert_direct(c: &Connector, req: &UpsertAccess, params: &Value) ->
         .into_iter()
         .collect();
     if req.dry_run {
-        let statements = render_all(&changes, &ctx);
         return Ok(dry_run_result(
             ACTION,
             &changes,
-            &statements,
+            &ctx,
             json!({"lease": req.issue_lease.then(|| json!({"would_issue": true}))}),
         ));
     }
@@ -208,10 +206,10 @@ async fn revoke_grant(
     let slug = names.slug.as_str();
     let tx = conn.transaction(Lock::Project(&names.schema));
     registry::lifecycle(&tx, names, false).await?;
-    let statements = render_all(std::slice::from_ref(&delete), &ctx);
     if dry_run {
-        return Ok(dry_run_result(action, &[delete], &statements, json!({})));
+        return Ok(dry_run_result(action, &[delete], &ctx, json!({})));
     }
+    let statements = render_all(std::slice::from_ref(&delete), &ctx);
     let removed = tx.execute_statement(&statements[0]).await? > 0;
     let revoked = match removed {
         true => revoke_downgraded(&tx, &ctx, slug).await?,

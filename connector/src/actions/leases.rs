@@ -59,11 +59,10 @@ pub async fn issue(c: &Connector, req: &IssueLease, params: &Value) -> Result<Va
     let conn = db.conn().await?;
     if req.dry_run {
         let planned = plan_for(c, &conn, &names, &req.principal, ttl, req.database).await?;
-        let statements = render_all(&planned.changes, &ctx);
         return Ok(dry_run_result(
             ACTION,
             &planned.changes,
-            &statements,
+            &ctx,
             json!({"access_class": planned_class(&planned)}),
         ));
     }
@@ -130,7 +129,7 @@ pub async fn renew(c: &Connector, req: &RenewLease, params: &Value) -> Result<Va
         return Ok(dry_run_result(
             ACTION,
             &changes,
-            &render_all(&changes, &ctx),
+            &ctx,
             json!({}),
         ));
     }
@@ -178,8 +177,7 @@ pub async fn revoke(c: &Connector, req: &RevokeLease, params: &Value) -> Result<
     let conn = db.conn().await?;
     let change = lease::revoke(vec![lease_id], "revoked");
     if req.dry_run {
-        let statements = render_all(std::slice::from_ref(&change), &ctx);
-        return Ok(dry_run_result(ACTION, &[change], &statements, json!({})));
+        return Ok(dry_run_result(ACTION, &[change], &ctx, json!({})));
     }
     let tx = conn.transaction(Lock::None);
     // The lease row (locked) and its revocation, in one round trip: an

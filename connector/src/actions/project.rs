@@ -56,10 +56,9 @@ pub async fn upsert(c: &Connector, req: &UpsertProject, params: &Value) -> Resul
     if req.dry_run || state.registry.is_some() {
         let (desired, changes) = plan_upsert(&conn, c, &ctx, req, &state, false).await?;
         if req.dry_run {
-            let statements = render_all(&changes, &ctx);
             let extra = json!({"project": names.slug.as_str(), "pool": desired.pool,
                                "lease": lease_ttl.map(|_| json!({"access_class": "service_role", "would_issue": true}))});
-            return Ok(dry_run_result(ACTION, &changes, &statements, extra));
+            return Ok(dry_run_result(ACTION, &changes, &ctx, extra));
         }
         if changes.is_empty() && lease_ttl.is_none() {
             let out = summary(c, &db.server, &desired, false, false, 0);

@@ -111,11 +111,10 @@ pub async fn remove(c: &Connector, req: &RemoveProject, params: &Value) -> Resul
         changes.push(Change::ForgetProject { slug: slug.into() });
     }
     if req.dry_run {
-        let statements = render_all(&changes, &ctx);
         return Ok(dry_run_result(
             ACTION,
             &changes,
-            &statements,
+            &ctx,
             json!({"active_leases": state.active_leases}),
         ));
     }

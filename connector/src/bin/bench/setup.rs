@@ -3,7 +3,6 @@
 //! PostgREST logs in.
 
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use supabase_connector::config::{default_max_projects, Config, Secret};
@@ -19,28 +18,11 @@ pub const POOL_SIZE: usize = 16;
 /// The pool sized for the sizing curve (pinned projects only).
 pub const CURVE_POOL: &str = "curve";
 
-/// `tests/stack/stack.py`, found the way the library finds it.
-fn stack_script() -> R<PathBuf> {
-    if let Ok(p) = std::env::var("SUPABASE_CONNECTOR_STACK") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut candidates = vec![];
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.extend(cwd.ancestors().map(|a| a.join("tests/stack/stack.py")));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().map(|a| a.join("tests/stack/stack.py")));
-    }
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        "cannot find tests/stack/stack.py: run the benchmark from the repository".to_string()
-    })
-}
-
 /// Check, before anything starts, that every requested PostgreSQL version
 /// and OpenBao are installed: the stack script's own lookups, so the
 /// answer is the one it would give, in one line.
 pub fn preflight(versions: &[String]) -> R<()> {
-    let script = stack_script()?;
+    let script = supabase_connector::stack::stack_script().map_err(|e| e.message)?;
     let dir = script.parent().unwrap_or(&script).to_path_buf();
     for v in versions {
         if v != "15" && v != "18" {
