@@ -156,6 +156,19 @@ def api(stack: Stack, jwt_secret: str) -> "pgrest.Client":
     return pgrest.Client(dsn, jwt_secret)
 
 
+def role_calls(statements: List[str]) -> List[List[Any]]:
+    """The role-function calls of a plan's statements, in order, each
+    `[function, arguments...]`: a `roles_apply` statement holds several."""
+    calls: List[List[Any]] = []
+    for st in statements:
+        head, _, params = st.partition(" -- ")
+        if head == "select supabase_connector.roles_apply($1)":
+            calls.extend(json.loads(params)[0])
+        elif head.startswith("select supabase_connector.role_"):
+            calls.append([head[len("select supabase_connector."):head.index("(")], *json.loads(params)])
+    return calls
+
+
 def new_slug(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 import pgrest
-from conftest import VERSIONS, Admin, Stack, bootstrap, cli, connector_config, info, new_slug
+from conftest import VERSIONS, Admin, Stack, bootstrap, cli, connector_config, info, new_slug, role_calls
 from supabase_connector import SupabaseExecutor, create_executor
 
 SERVICE = {"type": "service", "id": "project"}
@@ -126,7 +126,7 @@ def test_bootstrap_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecutor]) -> None:
     # idempotent: a second run changes nothing
     before = global_catalog(admin)
     out = cli("bootstrap", "--database-url", info(s, "admin_url"), "--output", "json", check=True)
-    assert json.loads(out.stdout)["previous_version"] == 2
+    assert json.loads(out.stdout)["previous_version"] == 3
     assert global_catalog(admin) == before
 
 
@@ -138,8 +138,9 @@ def test_plan_and_provisioning_on_pg18(pg18: Tuple[Stack, Admin, SupabaseExecuto
     before = global_catalog(admin)
     plan = ex.execute("upsert_database_project_access", {"project": slug, "dry_run": True})
     # role statements are calls of the role functions, which pick the grant options
-    assert f'select supabase_connector.role_create($1) -- ["{schema}_owner"]' in plan["statements"]
-    assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_owner","postgres"]' in plan["statements"]
+    calls = role_calls(plan["statements"])
+    assert ["role_create", f"{schema}_owner"] in calls
+    assert ["role_grant", f"{schema}_owner", "postgres"] in calls
     assert plan["statements"][-1] == f'select supabase_connector.role_revoke($1, $2) -- ["{schema}_owner","postgres"]', \
         "the owner is borrowed, not kept"
     assert not [st for st in plan["statements"] if ROLE_DDL.match(st)]
@@ -299,7 +300,7 @@ def test_bootstrap_refuses_without_admin_option() -> None:
         # with the grant Supabase's images make, the same command succeeds
         admin.run("grant authenticated to postgres with admin option")
         bootstrap(s)
-        assert admin.value("select (value #>> '{}')::int from supabase_connector.meta where key = 'bootstrap_version'") == 2
+        assert admin.value("select (value #>> '{}')::int from supabase_connector.meta where key = 'bootstrap_version'") == 3
     finally:
         admin.conn.close()
         s.down()
@@ -315,12 +316,15 @@ def test_plan_calls_the_role_functions_on_every_version(stack: Stack, executor: 
     schema = f"proj_{slug}"
     plan = executor.execute("upsert_database_project_access", {"project": slug, "dry_run": True})
     assert plan["dry_run"] is True
-    calls = [st for st in plan["statements"] if st.startswith("select supabase_connector.role_")]
-    assert calls[0] == f'select supabase_connector.role_create($1) -- ["{schema}_owner"]'
-    assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_owner","postgres"]' in calls
+    calls = role_calls(plan["statements"])
+    assert calls[0] == ["role_create", f"{schema}_owner"]
+    assert ["role_grant", f"{schema}_owner", "postgres"] in calls
     for cls in ("service_role", "authenticated", "anon"):
-        assert f'select supabase_connector.role_grant($1, $2) -- ["{schema}_{cls}","authenticator"]' in calls
-    assert calls[-1] == plan["statements"][-1] == f'select supabase_connector.role_revoke($1, $2) -- ["{schema}_owner","postgres"]'
+        assert ["role_grant", f"{schema}_{cls}", "authenticator"] in calls
+    # the project's role changes go out as one statement
+    assert sum(st.startswith("select supabase_connector.roles_apply($1)") for st in plan["statements"]) == 1
+    assert calls[-1] == ["role_revoke", f"{schema}_owner", "postgres"]
+    assert plan["statements"][-1] == f'select supabase_connector.role_revoke($1, $2) -- ["{schema}_owner","postgres"]'
     assert not [st for st in plan["statements"] if ROLE_DDL.match(st) or "WITH INHERIT" in st.upper()], plan["statements"]
     # the plan applied nothing
     assert admin.value("select count(*) from pg_roles where rolname like %s", (schema + "\\_%",)) == 0

@@ -202,6 +202,46 @@ def test_concurrent_placements_never_overfill(stack: Any, admin: Admin) -> None:
         ex.close()
 
 
+def test_pool_load_follows_every_change_of_a_project(stack: Any, admin: Admin) -> None:
+    """Placement reads each pool's load from `pool_served`, which a trigger
+    keeps: after every kind of change it equals a count of the registry, and
+    a pool's room comes back when a project leaves it."""
+    a, b = pool_names(2)
+    ex = pooled_executor(stack, [{"name": a, "max_projects": 3}, {"name": b, "max_projects": 3}])
+
+    def counted() -> Dict[str, int]:
+        return dict(admin.rows("select pool, projects from supabase_connector.pool_served where pool = any(%s) and projects > 0",
+                               ([a, b],)))
+
+    def recount() -> Dict[str, int]:
+        return dict(admin.rows("select pool, count(*)::int from supabase_connector.projects where pool = any(%s) "
+                               "and state = 'active' and exposed and isolation = 'shared' group by pool", ([a, b],)))
+
+    def upsert(slug: str, **params: Any) -> Dict[str, Any]:
+        return dict(ex.execute("upsert_database_project_access", {"project": slug, "issue_lease": False, **params}))
+
+    try:
+        x, y, z, w = (new_slug("ld") for _ in range(4))
+        steps = [
+            ("placed", lambda: [upsert(x, pool=a), upsert(y, pool=a), upsert(z, pool=b)], {a: 2, b: 1}),
+            ("no-op", lambda: upsert(x), {a: 2, b: 1}),
+            ("unexposed", lambda: upsert(x, expose=False), {a: 1, b: 1}),
+            ("exposed again", lambda: upsert(x, expose=True), {a: 2, b: 1}),
+            ("isolated", lambda: upsert(y, isolation="isolated"), {a: 1, b: 1}),
+            ("archived", lambda: ex.execute("remove_database_project", {"project": z}), {a: 1}),
+            ("restored", lambda: upsert(z), {a: 1, b: 1}),
+            ("moved", lambda: upsert(x, pool=b), {b: 2}),
+            ("dropped", lambda: ex.execute("remove_database_project", {"project": z, "drop_data": True}), {b: 1}),
+            ("placed by room", lambda: upsert(w), {a: 1, b: 1}),
+        ]
+        for what, step, expected in steps:
+            step()
+            assert counted() == recount() == expected, what
+        assert pool_of(admin, w) == a, "the pool with the most room"
+    finally:
+        ex.close()
+
+
 # ------------------------------------------------------------ isolation across pools
 
 

@@ -324,6 +324,11 @@ def refusal_cases(w: Dict[str, Any], r: Dict[str, Any]) -> List[Tuple[str, str, 
     def add(what: str, fn: str, *args: Any) -> None:
         placeholders = ", ".join(f"%s::{t}" for t in _arg_types(fn))
         cases.append((what, f"select supabase_connector.{fn}({placeholders})", args))
+        if fn in ("role_create", "role_alter", "role_grant", "role_revoke", "role_set"):
+            # the same call through `roles_apply`, after one it allows: the
+            # whole statement is refused and the first call undone
+            calls = [["role_set", f"{A}_anon", "statement_timeout", "1234"], [fn, *args]]
+            cases.append((f"roles_apply: {what}", "select supabase_connector.roles_apply(%s::jsonb)", (json.dumps(calls),)))
 
     for role in ("anon", "authenticated", "authenticator", "service_role", "supabase_admin", "postgres",
                  "a_foreign_role", f"{A}_authenticator", f"proj_{uuid.uuid4().hex[:10]}_owner", f'{A}_owner"; drop role x; --',
@@ -366,6 +371,9 @@ def refusal_cases(w: Dict[str, Any], r: Dict[str, Any]) -> List[Tuple[str, str, 
         add(f"password of {role}", "role_password", role, verifier)
     for role in ("anon", "postgres", "authenticator", "supabase_admin", f"{A}_owner", f"{A}_anon", f"{I}_authenticator", lease):
         add(f"drop {role}", "role_drop", role)
+    for calls in ([["role_drop", f"{A}_anon"]], [["lease_role_create", unregistered, VERIFIER]], [["role_password", f"{I}_authenticator", VERIFIER]],
+                  [["ROLE_CREATE", f"{A}_owner"]], {"role_create": f"{A}_owner"}, "role_create", None):
+        cases.append((f"roles_apply: {calls}", "select supabase_connector.roles_apply(%s::jsonb)", (json.dumps(calls),)))
     for slug in (w["a"], "no-such-project", "x'; drop schema auth cascade; --"):
         add(f"drop project {slug}", "project_drop", slug)
     for role, schema, objects in (("postgres", None, "TABLES"), ("supabase_admin", None, "TABLES"),
@@ -697,7 +705,7 @@ def test_bootstrap_upgrades_a_version_1_registry(pg: str) -> None:
         members = memberships_but_the_runtime_roles(admin)
 
         out = cli("bootstrap", "--database-url", info(s, "admin_url"), "--output", "json", check=True)
-        assert (json.loads(out.stdout)["previous_version"], json.loads(out.stdout)["bootstrap_version"]) == (1, 2)
+        assert (json.loads(out.stdout)["previous_version"], json.loads(out.stdout)["bootstrap_version"]) == (1, 3)
 
         # nothing lost: registry, data, roles
         assert {t: admin.rows(f"select to_jsonb(x)::text from supabase_connector.{t} x order by 1") for t in registry} == registry

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 /// The bootstrap scripts, applied in order in one transaction; each is
 /// idempotent and brings a registry of the version before it up to its own.
-const SCRIPTS: [&str; 2] = [
+const SCRIPTS: [&str; 3] = [
     include_str!("../../sql/bootstrap/v1.sql"),
     include_str!("../../sql/bootstrap/v2.sql"),
+    include_str!("../../sql/bootstrap/v3.sql"),
 ];
 
 /// Run the bootstrap SQL in one transaction as the configured superuser.

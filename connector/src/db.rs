@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 /// The bootstrap version this build of the connector works with.
-pub const BOOTSTRAP_VERSION: i32 = 2;
+pub const BOOTSTRAP_VERSION: i32 = 3;
 
 /// A planned statement's parameter, bound.
 pub(crate) fn bind(param: &Param) -> &(dyn ToSql + Sync) {
@@ -599,8 +599,11 @@ impl Database {
             },
         );
         let wait = Duration::from_secs(config.database.pool_timeout_seconds.max(1));
+        // Last in, first out: sequential actions keep to the connection used
+        // last, whose plans and catalog caches are warm, and the others idle.
         let pool = Pool::builder(manager)
             .max_size(config.database.pool_size)
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(wait))
             .create_timeout(Some(wait))

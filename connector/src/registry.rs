@@ -379,7 +379,9 @@ pub async fn describe(conn: &Conn, names: &ProjectNames) -> Result<Value> {
 
 /// How many shared, served projects each candidate pool has, under the
 /// placement lock (taken first, held to the end of the transaction: the
-/// count, a statement of its own, sees every placement before it).
+/// read, a statement of its own, sees every placement before it). The
+/// counts are `pool_served`'s, kept by a trigger on `projects`: one row
+/// per pool, however many projects.
 pub async fn pool_load(conn: &Conn, candidates: &[&str]) -> Result<Vec<(String, i64)>> {
     let rows = conn
         .run_rows(&[
@@ -402,9 +404,8 @@ pub async fn pool_load(conn: &Conn, candidates: &[&str]) -> Result<Vec<(String, 
 
 query!(
     POOL_LOAD,
-    "select coalesce((select count(*) from {registry}.projects p
-             where p.pool = c.name and p.state = 'active' and p.exposed and p.isolation = 'shared'), 0), c.name
-     from unnest($1::text[]) c(name)"
+    "select coalesce(s.projects, 0)::int8, c.name
+     from unnest($1::text[]) c(name) left join {registry}.pool_served s on s.pool = c.name"
 );
 
 /// An API pool's served list, hook, memberships, as `verify` checks them.

@@ -8,6 +8,7 @@ use crate::names::ident;
 use crate::plan::{Change, PlanContext};
 use crate::registry::registry_sql;
 use crate::sql::{Param, Statement};
+use serde_json::{json, Value};
 
 /// A parameterized statement over the registry (`{registry}` in `sql`).
 fn registry(sql: &str, params: Vec<Param>) -> Vec<Statement> {
@@ -268,7 +269,49 @@ fn grantee_sql(grantee: &str) -> String {
     }
 }
 
-/// Render a whole plan.
+/// Render a whole plan. Consecutive role changes go out as one
+/// `roles_apply` call (each still the role function with its checks).
 pub fn render_all(changes: &[Change], ctx: &PlanContext) -> Vec<Statement> {
-    changes.iter().flat_map(|c| render(c, ctx)).collect()
+    let mut out = Vec::new();
+    let mut role_changes: Vec<&Change> = Vec::new();
+    for change in changes {
+        if role_call(change).is_some() {
+            role_changes.push(change);
+        } else {
+            out.extend(render_role_changes(&std::mem::take(&mut role_changes), ctx));
+            out.extend(render(change, ctx));
+        }
+    }
+    out.extend(render_role_changes(&role_changes, ctx));
+    out
+}
+
+/// Role changes in a row: one `roles_apply` for two or more, the role
+/// function's own statement for one.
+fn render_role_changes(changes: &[&Change], ctx: &PlanContext) -> Vec<Statement> {
+    match changes {
+        [] => vec![],
+        [one] => render(one, ctx),
+        many => registry(
+            "select {registry}.roles_apply($1)",
+            vec![Param::Json(Value::Array(many.iter().filter_map(|c| role_call(c)).collect()))],
+        ),
+    }
+}
+
+/// A change that is a call of one of the role functions `roles_apply`
+/// runs: `[function, arguments...]`.
+fn role_call(change: &Change) -> Option<Value> {
+    Some(match change {
+        Change::CreateRole { role } => json!(["role_create", role]),
+        Change::AlterRole { role, attributes } => json!(["role_alter", role, attributes]),
+        Change::SetRoleSetting { role, name, value } => json!(["role_set", role, name, value]),
+        Change::GrantRole { role, member } | Change::BorrowOwner { owner: role, runtime: member } => {
+            json!(["role_grant", role, member])
+        }
+        Change::RevokeRole { role, member } | Change::ReturnOwner { owner: role, runtime: member } => {
+            json!(["role_revoke", role, member])
+        }
+        _ => return None,
+    })
 }

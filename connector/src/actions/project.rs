@@ -232,8 +232,9 @@ async fn apply_statements(
             }
         }
     }
+    let mut planned = Vec::with_capacity(changes.len());
     for change in changes {
-        statements.extend(render(change, ctx));
+        planned.push(change.clone());
         if let Change::CreateRole { role } = change {
             let path = if *role == names.authenticator {
                 authenticator_secret_path(names)
@@ -249,9 +250,10 @@ async fn apply_statements(
                     json!({ AUTHENTICATOR_PASSWORD_KEY: password.expose() }),
                 )
                 .await?;
-            statements.extend(render(&lease::set_password(role, &password), ctx));
+            planned.push(lease::set_password(role, &password));
         }
     }
+    statements.extend(render_all(&planned, ctx));
     Ok(statements)
 }
 
