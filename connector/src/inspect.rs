@@ -5,8 +5,20 @@ use crate::db::Conn;
 use crate::error::Result;
 use crate::names::ProjectNames;
 use crate::sql::ServerInfo;
-use crate::state::ProjectState;
+use crate::state::{PoolState, ProjectState};
 use serde_json::Value;
+
+/// A configured pool's state as JSON, from `q` (`name`, `auth`: its login role).
+const POOL_STATE: &str = "json_build_object(
+      'name', q.name,
+      'registry', (select row_to_json(po) from (select url, max_projects from supabase_connector.pools where name = q.name) po),
+      'role', (select json_build_object(
+          'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
+          'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
+          'bypassrls', rolbypassrls) from pg_roles where rolname = q.auth),
+      'statement_timeout', supabase_connector.served_setting(q.auth, 'statement_timeout'),
+      'anon_member', exists (select 1 from pg_auth_members a where a.roleid = to_regrole('supabase_connector_pool_anon')
+                             and a.member = to_regrole(quote_ident(q.auth))))";
 
 /// The project-state query. `$1` slug, `$2` the project's role names, `$3`
 /// schema, `$4` owner, `$5` authenticated class, `$6` anon class, `$7` the
@@ -119,17 +131,7 @@ select json_build_object(
                               = 'supabase_connector_api.pre_request', false),
   'listed', $3::text = any(string_to_array(coalesce(
       supabase_connector.served_setting((select auth from stored_pool), 'pgrst.db_schemas'), ''), ',')),
-  'pool', (select json_build_object(
-      'name', q.name,
-      'registry', (select row_to_json(po) from (select url, max_projects from supabase_connector.pools where name = q.name) po),
-      'role', (select json_build_object(
-          'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
-          'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
-          'bypassrls', rolbypassrls) from pg_roles where rolname = q.auth),
-      'statement_timeout', supabase_connector.served_setting(q.auth, 'statement_timeout'),
-      'anon_member', exists (select 1 from pg_auth_members a where a.roleid = to_regrole('supabase_connector_pool_anon')
-                             and a.member = to_regrole(quote_ident(q.auth))))
-    from wanted_pool q where q.name <> 'central'),
+  'pool', (select {POOL_STATE} from wanted_pool q where q.name <> 'central'),
   'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
   'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)
 )"#
@@ -165,6 +167,19 @@ pub async fn project_state(
             ],
         )
         .await?;
+    let value: Value = row.get(0);
+    Ok(serde_json::from_value(value)?)
+}
+
+/// One configured pool's state alone (`pool` is not `central`): what an
+/// upsert reads again once placement has chosen the pool.
+pub async fn pool_state(conn: &Conn, pool: &str) -> Result<Option<PoolState>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "select {POOL_STATE} from (select $1::text as name, 'supabase_connector_pool_' || $1::text as auth) q"
+        )
+    });
+    let row = conn.query_one(&SQL, &[&pool]).await?;
     let value: Value = row.get(0);
     Ok(serde_json::from_value(value)?)
 }

@@ -910,6 +910,52 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_role_changes_renders_as_one_roles_apply_call() {
+        let config = Config::default();
+        let server = server(150006);
+        let ctx = PlanContext {
+            server: &server,
+            exposure: &config.exposure,
+            pools: &config.api.pools,
+        };
+        let changes = diff_project(&empty_state(), &desired(json!({})), &ctx).unwrap();
+        let statements = render_all(&changes, &ctx);
+        let batches: Vec<_> = statements
+            .iter()
+            .filter(|s| s.sql == "select supabase_connector.roles_apply($1)")
+            .collect();
+        assert_eq!(batches.len(), 1, "{statements:?}");
+        let calls = batches[0].display();
+        // every role change of the plan but the last (the owner handed back
+        // after the schema's DDL), in the plan's order
+        let role_changes = changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::CreateRole { .. }
+                        | Change::SetRoleSetting { .. }
+                        | Change::GrantRole { .. }
+                        | Change::BorrowOwner { .. }
+                        | Change::RevokeRole { .. }
+                        | Change::ReturnOwner { .. }
+                )
+            })
+            .count();
+        assert_eq!(calls.matches("[\"role_").count(), role_changes - 1, "{calls}");
+        assert!(calls.contains(r#"["role_create","proj_acme_owner"]"#), "{calls}");
+        assert!(calls.contains(r#"["role_grant","proj_acme_owner","postgres"]"#), "{calls}");
+        assert_eq!(
+            statements.last().unwrap().display(),
+            r#"select supabase_connector.role_revoke($1, $2) -- ["proj_acme_owner","postgres"]"#
+        );
+        // a single role change keeps its own statement
+        let one = render_all(&changes[changes.len() - 1..], &ctx);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].sql.starts_with("select supabase_connector.role_revoke("));
+    }
+
+    #[test]
     fn role_changes_are_role_function_calls() {
         let config = Config::default();
         let server = server(180006);

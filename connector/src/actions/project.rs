@@ -5,7 +5,7 @@ use crate::apply::{dry_run_result, Audit};
 use crate::db::{Conn, Lock, ServerInfo};
 use crate::domain::{Isolation, TenantCode};
 use crate::error::{Error, Result};
-use crate::inspect::project_state;
+use crate::inspect::{pool_state, project_state};
 use crate::lease::{self, LeaseRequest};
 use crate::model::{DesiredProject, Principal};
 use crate::names::{pool_authenticator, AccessClass, ProjectNames, CENTRAL_POOL, POOL_ANON_ROLE};
@@ -189,9 +189,9 @@ async fn plan_upsert(
             && (place
                 || state.pool.as_ref().map(|p| p.name.as_str()) != Some(desired.pool.as_str()))
         {
-            let placed = project_state(conn, ctx.server, &names, Some(&desired.pool)).await?;
+            let pool = pool_state(conn, &desired.pool).await?;
             state = std::borrow::Cow::Owned(ProjectState {
-                pool: placed.pool,
+                pool,
                 ..state.into_owned()
             });
         }
