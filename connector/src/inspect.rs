@@ -84,12 +84,21 @@ select json_build_object(
       'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
       'bypassrls', rolbypassrls)) from r), '[]'),
   'memberships', coalesce((select json_agg(json_build_object(
-      'role', g.rolname, 'member', m.rolname {membership_options}))
-    from (select * from pg_auth_members where roleid in (select oid from r)
-          union
-          select * from pg_auth_members where member in (select oid from r)) am
-    join pg_roles g on g.oid = am.roleid join pg_roles m on m.oid = am.member
-    where m.rolname not like 'lease\_%'), '[]'),
+      'role', (select rolname from pg_roles where oid = am.roleid),
+      'member', (select rolname from pg_roles where oid = am.member) {membership_options}))
+    from (select distinct x.*
+          from r cross join lateral (
+            -- role by role, through the indexes: `offset 0` keeps the
+            -- planner from a hash join over every membership, which a
+            -- generic plan picks when a few roles (Supabase's, a class
+            -- role with many lease roles) hold most of them
+            select a.* from pg_auth_members a where a.roleid = r.oid
+            union all
+            select a.* from pg_auth_members a where a.member = r.oid
+            offset 0) x) am
+    -- a scalar lookup by oid, not NOT EXISTS: that becomes an anti join,
+    -- which a generic plan may run as a hash over every role
+    where (select rolname from pg_roles where oid = am.member) not like 'lease\_%'), '[]'),
   'settings', coalesce((select json_agg(json_build_object(
       'role', r.rolname, 'name', split_part(c, '=', 1), 'value', substr(c, strpos(c, '=') + 1)))
     from r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0

@@ -234,6 +234,15 @@ impl Connector {
         Ok(secrets.postgres_password)
     }
 
+    /// Connect to the database now rather than at the first action. A
+    /// process that runs one action (the CLI) starts this first, so the
+    /// connection (OpenBao's password, TCP, authentication) overlaps the
+    /// validation of the parameters; an action waits for a connection
+    /// already being made instead of making another.
+    pub async fn connect(&self) -> Result<()> {
+        self.db().await.map(|_| ())
+    }
+
     /// The database pool (for the benchmark's counts of statements and
     /// round trips).
     #[cfg(feature = "internals")]

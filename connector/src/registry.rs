@@ -496,23 +496,32 @@ query!(
                  from {registry}.foreign_grants($1)), '[]'),
        array(select p.oid::regprocedure::text from schema_procs p where p.prosecdef order by 1),
        (select count(*) from schema_procs),
-       array(select r.rolname::text
-             -- from the class roles' members (offset 0 keeps it the driving side)
-             from (select distinct m.member from pg_auth_members m join pg_roles g on g.oid = m.roleid
-                   where g.rolname = any($2) offset 0) cm
-             join pg_roles r on r.oid = cm.member
-             where r.rolname::text ~ '^lease_[0-9a-f]{32}(_anon)?$'
-               and not exists (select 1 from {registry}.leases l where l.revoked_at is null
-                               and r.rolname in (l.role_name, l.anon_role_name))
+       -- Every lookup below goes by key, one row at a time (scalar
+       -- subqueries and lateral `offset 0`): joins here become hash joins
+       -- over every role or lease when a generic plan's statistics are off.
+       array(select cm.rolname
+             -- the class roles' members
+             from (select distinct (select rolname::text from pg_roles where oid = m.member) as rolname
+                   from unnest($2::text[]) c(name)
+                   cross join lateral (select a.member from pg_auth_members a
+                                       where a.roleid = to_regrole(quote_ident(c.name)) offset 0) m) cm
+             where cm.rolname ~ '^lease_[0-9a-f]{32}(_anon)?$'
+               -- a lease role's name holds its lease's id
+               and (select count(*) from {registry}.leases l
+                    where l.lease_id = substr(cm.rolname, 7, 32)::uuid and l.revoked_at is null
+                      and cm.rolname in (l.role_name, l.anon_role_name)) = 0
              order by 1),
        array(select l.lease_id from {registry}.leases l
              where l.project = $3 and l.revoked_at is null and l.role_name is not null
-               and not exists (select 1 from pg_roles r where r.rolname = l.role_name)
+               and to_regrole(quote_ident(l.role_name)) is null
              order by 1),
        coalesce((select json_agg(json_build_object('role', r.rolname, 'class', l.access_class,
-                          'connection_limit', r.rolconnlimit, 'settings', coalesce(s.setconfig, '{}')) order by r.rolname)
-                 from {registry}.leases l join pg_roles r on r.rolname = l.role_name
-                 left join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+                          'connection_limit', r.rolconnlimit,
+                          'settings', coalesce((select s.setconfig from pg_db_role_setting s
+                                                where s.setrole = r.oid and s.setdatabase = 0), '{}')) order by r.rolname)
+                 from {registry}.leases l
+                 cross join lateral (select r.oid, r.rolname, r.rolconnlimit from pg_roles r
+                                     where r.rolname = l.role_name offset 0) r
                  where l.project = $3 and l.revoked_at is null), '[]'),
        (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from schema_rels c
         where c.relkind in ('r', 'p', 'm'))"

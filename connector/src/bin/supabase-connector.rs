@@ -242,7 +242,11 @@ async fn run(cli: &Cli) -> Result<Value, Error> {
             supabase_connector::bootstrap::run(&config, None, runtime_role).await
         }
         command => {
-            let connector = Connector::new(load_config(&cli.config)?).await?;
+            let connector = std::sync::Arc::new(Connector::new(load_config(&cli.config)?).await?);
+            // connect on the other worker while this one validates; a
+            // failure shows again, with its error, in the action itself
+            let warm = connector.clone();
+            tokio::spawn(async move { warm.connect().await.ok() });
             let (action, params) = match command {
                 Command::Run { action, params } => (action.clone(), read_params(params)?),
                 Command::Plan { action, params } => {
