@@ -44,6 +44,8 @@ pub struct Profile {
     pub functions: Functions,
     pub upsert_functions: Functions,
     pub cold_upsert: Sample,
+    /// The same objects as raw SQL, one round trip ([`provision_floor`]).
+    pub cold_floor: Sample,
     pub db_issue: Sample,
     pub db_revoke: Sample,
     /// CPU per API-only issue at 4 callers.
@@ -104,7 +106,60 @@ pub async fn measure(b: &Bench, project: &str, n: usize, functions: bool) -> R<P
     if functions {
         role_functions(b, project, n.min(200), &mut p).await?;
     }
+    p.cold_floor = provision_floor(b, project, n.min(100)).await?;
     Ok(p)
+}
+
+/// What PostgreSQL itself takes to make a new project's objects: the four
+/// roles, their two settings and eight memberships, the schema, its grant
+/// and six default privileges, a served-list setting and the NOTIFY, as
+/// raw SQL in one round trip (one transaction) as the superuser, with the
+/// event triggers on. No registry, no role-function checks, no lease: the
+/// floor under a cold upsert. Dropped again afterwards.
+async fn provision_floor(b: &Bench, project: &str, n: usize) -> R<Sample> {
+    let login = format!("{project}_floor_login");
+    admin(b, &format!("create role \"{login}\" login noinherit")).await?;
+    let mut sample = Sample::default();
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("{project}_floor{i}").replace('-', "_"))
+        .collect();
+    for s in &names {
+        let sql = format!(
+            "begin;
+             create role \"{s}_owner\" nologin inherit; create role \"{s}_service_role\" nologin inherit;
+             create role \"{s}_authenticated\" nologin inherit; create role \"{s}_anon\" nologin inherit;
+             alter role \"{s}_authenticated\" set statement_timeout = '8000';
+             alter role \"{s}_anon\" set statement_timeout = '3000';
+             grant \"{s}_owner\" to \"{s}_service_role\"; grant authenticated to \"{s}_authenticated\";
+             grant anon to \"{s}_anon\"; grant \"{s}_owner\" to supabase_connector_auth;
+             grant \"{s}_service_role\" to \"{login}\"; grant \"{s}_authenticated\" to \"{login}\";
+             grant \"{s}_anon\" to \"{login}\"; grant \"{s}_owner\" to postgres;
+             create schema \"{s}\" authorization \"{s}_owner\";
+             grant usage on schema \"{s}\" to \"{s}_service_role\", \"{s}_authenticated\", \"{s}_anon\";
+             alter default privileges for role \"{s}_owner\" in schema \"{s}\" grant select, insert, update, delete on tables to \"{s}_authenticated\";
+             alter default privileges for role \"{s}_owner\" in schema \"{s}\" grant select on tables to \"{s}_anon\";
+             alter default privileges for role \"{s}_owner\" in schema \"{s}\" grant usage, select on sequences to \"{s}_authenticated\";
+             alter default privileges for role \"{s}_owner\" in schema \"{s}\" grant execute on functions to \"{s}_authenticated\";
+             alter default privileges for role \"{s}_owner\" in schema \"{s}\" grant execute on functions to \"{s}_anon\";
+             alter default privileges for role \"{s}_owner\" revoke execute on functions from public;
+             alter role \"{login}\" set pgrst.db_schemas = 'public,storage,graphql_public,{s}';
+             notify pgrst, 'reload config';
+             revoke \"{s}_owner\" from postgres;
+             commit;"
+        );
+        let t = Instant::now();
+        admin(b, &sql).await?;
+        sample.push_since(t);
+    }
+    for s in &names {
+        admin(b, &format!(
+            "drop schema \"{s}\" cascade; drop owned by \"{s}_owner\", \"{s}_service_role\", \"{s}_authenticated\", \"{s}_anon\";
+             drop role \"{s}_owner\", \"{s}_service_role\", \"{s}_authenticated\", \"{s}_anon\""
+        ))
+        .await?;
+    }
+    admin(b, &format!("drop role \"{login}\"")).await?;
+    Ok(sample)
 }
 
 /// The API-only issue when a version check stays good for a while

@@ -310,6 +310,14 @@ pub fn profile(out: &mut String, profiles: &[(String, &super::profile::Profile)]
             cpu.server_us,
             cpu.ceiling()
         ));
+        if !p.1.cold_floor.ms.is_empty() {
+            out.push_str(&format!(
+                "- {}: the floor under a cold upsert: the same roles, settings, memberships, schema, grant, default privileges, served-list setting and NOTIFY as raw SQL in one round trip, as the superuser, event triggers on, no registry and no role-function checks: {} ms p50 (a cold upsert without lease: {} ms).\n",
+                p.0,
+                fmt_ms(p.1.cold_floor.p50()),
+                fmt_ms(p.1.cold_upsert.p50()),
+            ));
+        }
         out.push_str(&format!(
             "- {}: with `openbao.signing_check_ms` = {} (a version check stays good that long) the API-only issue takes {} ms p50 (against {} ms checking every time) and reaches {:.0}/s at 4 callers.\n",
             p.0,
