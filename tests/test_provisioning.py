@@ -228,6 +228,22 @@ def test_foreign_objects_are_not_taken_over(executor: SupabaseExecutor, admin: A
         admin.run(f"drop role proj_{slug}_owner")
 
 
+def test_a_foreign_schema_is_not_taken_over(executor: SupabaseExecutor, admin: Admin, slug: str) -> None:
+    """A schema of the project's name made by hand, with no role and no
+    registry row, is found (the read for a project that has nothing yet
+    answers for none of it) and refused."""
+    admin.run(f"create schema proj_{slug}")
+    try:
+        roles_before = admin.value("select count(*) from pg_roles")
+        with pytest.raises(Conflict):
+            upsert(executor, slug)
+        assert admin.value("select count(*) from pg_roles") == roles_before
+        assert admin.value("select nspowner::regrole::text from pg_namespace where nspname = %s", (f"proj_{slug}",)) == "supabase_admin"
+        assert admin.value("select count(*) from supabase_connector.projects where slug = %s", (slug,)) == 0
+    finally:
+        admin.run(f"drop schema proj_{slug}")
+
+
 def test_one_audit_row_per_action(executor: SupabaseExecutor, admin: Admin, slug: str) -> None:
     upsert(executor, slug)
     upsert(executor, slug)

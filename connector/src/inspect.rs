@@ -8,6 +8,29 @@ use crate::sql::ServerInfo;
 use crate::state::{PoolState, ProjectState};
 use serde_json::Value;
 
+/// The pools a state read looks at: `stored_pool`, the project's own (its
+/// login role, `auth`), and `wanted_pool`, the one named by the parameter
+/// `pool` (else its own). `$1` is the slug.
+fn pool_ctes(pool: &str) -> String {
+    format!(
+        "stored_pool as (
+  select case when p.pool = 'central' then 'authenticator' else 'supabase_connector_pool_' || p.pool end as auth
+  from (select coalesce((select pool from supabase_connector.projects where slug = $1::text), 'central') as pool) p
+), wanted_pool as (
+  select x.name, case when x.name = 'central' then 'authenticator' else 'supabase_connector_pool_' || x.name end as auth
+  from (select coalesce({pool}::text, (select pool from supabase_connector.projects where slug = $1::text), 'central') as name) x
+)"
+    )
+}
+
+/// The served login role runs the connector's `pre_request` (`$3` schema).
+const PRE_REQUEST_SET: &str = "coalesce(supabase_connector.served_pre_request((select auth from stored_pool))
+                              = 'supabase_connector_api.pre_request', false)";
+
+/// The schema (`$3`) is in the served login role's `pgrst.db_schemas`.
+const LISTED: &str = "$3::text = any(string_to_array(coalesce(
+      supabase_connector.served_setting((select auth from stored_pool), 'pgrst.db_schemas'), ''), ','))";
+
 /// A configured pool's state as JSON, from `q` (`name`, `auth`: its login role).
 const POOL_STATE: &str = "json_build_object(
       'name', q.name,
@@ -29,15 +52,10 @@ fn project_state_sql(server: &ServerInfo) -> String {
     } else {
         ""
     };
+    let pools = pool_ctes("$7");
     format!(
         r#"
-with stored_pool as (
-  select case when p.pool = 'central' then 'authenticator' else 'supabase_connector_pool_' || p.pool end as auth
-  from (select coalesce((select pool from supabase_connector.projects where slug = $1::text), 'central') as pool) p
-), wanted_pool as (
-  select x.name, case when x.name = 'central' then 'authenticator' else 'supabase_connector_pool_' || x.name end as auth
-  from (select coalesce($7::text, (select pool from supabase_connector.projects where slug = $1::text), 'central') as name) x
-), r as (
+with {pools}, r as (
   select oid, rolname, rolcanlogin, rolinherit, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
   from pg_roles where rolname = any($2::text[])
 ), nsp as (
@@ -136,10 +154,8 @@ select json_build_object(
     from rels c
     where c.relkind = 'm' and exists (select 1 from aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) x
                                       join pg_roles g on g.oid = x.grantee where g.rolname in ($5::text, $6::text))), '[]'),
-  'pre_request_set', coalesce(supabase_connector.served_pre_request((select auth from stored_pool))
-                              = 'supabase_connector_api.pre_request', false),
-  'listed', $3::text = any(string_to_array(coalesce(
-      supabase_connector.served_setting((select auth from stored_pool), 'pgrst.db_schemas'), ''), ',')),
+  'pre_request_set', {PRE_REQUEST_SET},
+  'listed', {LISTED},
   'pool', (select {POOL_STATE} from wanted_pool q where q.name <> 'central'),
   'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
   'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)
@@ -155,19 +171,12 @@ pub async fn project_state(
     names: &ProjectNames,
     pool: Option<&str>,
 ) -> Result<ProjectState> {
-    let role_names = vec![
-        names.owner.clone(),
-        names.service_role.clone(),
-        names.authenticated.clone(),
-        names.anon.clone(),
-        names.authenticator.clone(),
-    ];
     let row = conn
         .query_one(
             &project_state_sql(server),
             &[
                 &names.slug.as_str(),
-                &role_names,
+                &role_names(names),
                 &names.schema,
                 &names.owner,
                 &names.authenticated,
@@ -178,6 +187,52 @@ pub async fn project_state(
         .await?;
     let value: Value = row.get(0);
     Ok(serde_json::from_value(value)?)
+}
+
+/// The state of a project that has nothing yet: no registry row, none of
+/// its roles, no schema. `None` when any of them exists (read the whole
+/// state then). A new project's state has no catalog part to read, and
+/// this query is cheap to plan: the whole one is planned again (about
+/// 3 ms) after every schema created anywhere, which is what the previous
+/// new project did.
+pub async fn absent_project_state(
+    conn: &Conn,
+    names: &ProjectNames,
+    pool: Option<&str>,
+) -> Result<Option<ProjectState>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let pools = pool_ctes("$4");
+        format!(
+            "with {pools}
+select case when exists (select 1 from supabase_connector.projects where slug = $1::text)
+              or to_regnamespace(quote_ident($3::text)) is not null
+              or exists (select 1 from pg_roles where rolname = any($2::text[]))
+  then null
+  else json_build_object(
+    'registry', null,
+    'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
+    'roles', '[]'::json, 'memberships', '[]'::json, 'settings', '[]'::json, 'schema', null,
+    'default_acl', '[]'::json, 'functions_public_revoked', false, 'tables_without_rls', '[]'::json,
+    'views_without_invoker', '[]'::json, 'missing_grants', '[]'::json, 'matviews_with_class_grants', '[]'::json,
+    'pre_request_set', {PRE_REQUEST_SET},
+    'listed', {LISTED},
+    'pool', (select {POOL_STATE} from wanted_pool q where q.name <> 'central'),
+    'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
+    'active_leases', 0)
+  end"
+        )
+    });
+    let row = conn
+        .query_one(
+            &SQL,
+            &[&names.slug.as_str(), &role_names(names), &names.schema, &pool],
+        )
+        .await?;
+    let value: Option<Value> = row.get(0);
+    Ok(match value {
+        Some(v) => Some(serde_json::from_value(v)?),
+        None => None,
+    })
 }
 
 /// One configured pool's state alone (`pool` is not `central`): what an
@@ -191,4 +246,15 @@ pub async fn pool_state(conn: &Conn, pool: &str) -> Result<Option<PoolState>> {
     let row = conn.query_one(&SQL, &[&pool]).await?;
     let value: Value = row.get(0);
     Ok(serde_json::from_value(value)?)
+}
+
+/// The project's role names, as the state queries take them.
+fn role_names(names: &ProjectNames) -> Vec<String> {
+    vec![
+        names.owner.clone(),
+        names.service_role.clone(),
+        names.authenticated.clone(),
+        names.anon.clone(),
+        names.authenticator.clone(),
+    ]
 }

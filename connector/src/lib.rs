@@ -96,6 +96,9 @@ pub struct Connector {
     config: Config,
     openbao: std::result::Result<OpenBao, Error>,
     db: OnceCell<Database>,
+    /// Projects this connector has found registered: their upserts read the
+    /// whole state at once (see `actions::project`).
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -115,6 +118,7 @@ impl Connector {
             config,
             openbao,
             db: OnceCell::new(),
+            registered: Default::default(),
         })
     }
 
@@ -232,6 +236,23 @@ impl Connector {
         // the password is read once per pool: no version check needed
         let secrets = self.openbao()?.secrets().await?;
         Ok(secrets.postgres_password)
+    }
+
+    /// Whether this connector has found `slug` registered before.
+    pub(crate) fn known_registered(&self, slug: &str) -> bool {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(slug)
+    }
+
+    /// Remember that `slug` is registered (a hint only: every read checks).
+    pub(crate) fn note_registered(&self, slug: &str) {
+        let mut seen = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= 1_000_000 {
+            seen.clear();
+        }
+        seen.insert(slug.to_string());
     }
 
     /// Connect to the database now rather than at the first action. A
