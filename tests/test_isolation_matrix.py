@@ -4,7 +4,8 @@ central anon key, a plain GoTrue token, expired, revoked, wrongly signed and
 hand-edited tokens, tokens naming roles they should not, tokens hand-signed
 with `JWT_SECRET` naming a project's class role without a live lease) against
 every target worth reaching (A's and B's tables, views, functions and
-sequences, `public`, `auth.users`, the registry, `pg_authid`, role
+sequences, `public`, `auth.users`, the registry (its tables, the pool loads and
+the role functions), `pg_authid`, role
 switching, `CREATE SCHEMA`, `ALTER ROLE`, `COPY … TO PROGRAM`, `lo_import`).
 The expected outcome of each cell is written down in `EXPECTED` below and
 every cell is asserted.
@@ -70,6 +71,8 @@ TARGETS: Dict[str, str] = {
     "public_create": "create table public.{public}_evil (x int)",
     "auth_users": "select email from auth.users",
     "registry": "select slug from supabase_connector.projects",
+    "pool_load": "select pool, projects from supabase_connector.pool_served",
+    "role_functions": """select supabase_connector.roles_apply('[["role_grant", "{b}_owner", "{a}_owner"]]')""",
     "pg_authid": "select rolpassword from pg_authid",
     "set_role_postgres": "set role postgres",
     "create_schema": "create schema {public}_evil",
@@ -153,7 +156,7 @@ def test_matrix_covers_every_cell() -> None:
         assert set(row) == set(TARGETS)
     for row in DB_EXPECTED.values():
         assert set(row) == set(TARGETS) | set(DB_TARGETS)
-    assert len(CELLS) == len(API_EXPECTED) * len(TARGETS) + len(DB_EXPECTED) * (len(TARGETS) + len(DB_TARGETS)) == 535
+    assert len(CELLS) == len(API_EXPECTED) * len(TARGETS) + len(DB_EXPECTED) * (len(TARGETS) + len(DB_TARGETS)) == 587
 
 
 

@@ -37,16 +37,20 @@ fn validator(action: &str) -> Option<&'static jsonschema::Validator> {
     });
     let cell = cells.get(action)?;
     Some(cell.get_or_init(|| {
-        let cat = catalog();
-        let params = &cat["actions"][action]["params"];
-        let mut schema = params.as_object().cloned().unwrap_or_default();
-        schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
         jsonschema::options()
             .with_draft(VALIDATION_DRAFT)
             .should_validate_formats(false)
-            .build(&Value::Object(schema))
+            .build(&params_schema(action))
             .unwrap_or_else(|e| panic!("catalog schema of {action} is invalid: {e}"))
     }))
+}
+
+/// An action's parameter schema with the definitions it refers to.
+fn params_schema(action: &str) -> Value {
+    let params = &catalog()["actions"][action]["params"];
+    let mut schema = params.as_object().cloned().unwrap_or_default();
+    schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
+    Value::Object(schema)
 }
 
 /// The rules parameters are checked with. The catalog is a JSON Schema
@@ -229,12 +233,9 @@ mod tests {
     #[test]
     fn the_catalog_is_a_valid_2020_12_schema() {
         for name in action_names() {
-            let params = &catalog()["actions"][name]["params"];
-            let mut schema = params.as_object().cloned().unwrap_or_default();
-            schema.insert("$defs".into(), Value::Object(referenced_defs(params)));
             if let Err(e) = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
-                .build(&Value::Object(schema))
+                .build(&params_schema(name))
             {
                 panic!("{name}: {e}");
             }

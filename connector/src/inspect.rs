@@ -23,7 +23,14 @@ fn pool_ctes(pool: &str) -> String {
     )
 }
 
-/// The served login role runs the connector's `pre_request` (`$3` schema).
+/// Another slug already mapped to the schema (`$3`) of this one (`$1`).
+const SCHEMA_TAKEN_BY: &str =
+    "(select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text)";
+
+/// The exposure settings the last `apply_exposure` recorded.
+const EXPOSURE_SETTINGS: &str = "(select value from supabase_connector.meta where key = 'exposure')";
+
+/// The served login role runs the connector's `pre_request`.
 const PRE_REQUEST_SET: &str = "coalesce(supabase_connector.served_pre_request((select auth from stored_pool))
                               = 'supabase_connector_api.pre_request', false)";
 
@@ -96,7 +103,7 @@ with {pools}, r as (
 select json_build_object(
   'registry', (select row_to_json(p) from (
       select state, exposed, isolation, tenant_code, limits, pool from supabase_connector.projects where slug = $1::text) p),
-  'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
+  'schema_taken_by', {SCHEMA_TAKEN_BY},
   'roles', coalesce((select json_agg(json_build_object(
       'name', rolname, 'login', rolcanlogin, 'inherit', rolinherit, 'superuser', rolsuper,
       'createrole', rolcreaterole, 'createdb', rolcreatedb, 'replication', rolreplication,
@@ -157,7 +164,7 @@ select json_build_object(
   'pre_request_set', {PRE_REQUEST_SET},
   'listed', {LISTED},
   'pool', (select {POOL_STATE} from wanted_pool q where q.name <> 'central'),
-  'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
+  'exposure_settings', {EXPOSURE_SETTINGS},
   'active_leases', (select count(*) from supabase_connector.leases where project = $1::text and revoked_at is null)
 )"#
     )
@@ -210,14 +217,14 @@ select case when exists (select 1 from supabase_connector.projects where slug = 
   then null
   else json_build_object(
     'registry', null,
-    'schema_taken_by', (select slug from supabase_connector.projects where schema_name = $3::text and slug <> $1::text),
+    'schema_taken_by', {SCHEMA_TAKEN_BY},
     'roles', '[]'::json, 'memberships', '[]'::json, 'settings', '[]'::json, 'schema', null,
     'default_acl', '[]'::json, 'functions_public_revoked', false, 'tables_without_rls', '[]'::json,
     'views_without_invoker', '[]'::json, 'missing_grants', '[]'::json, 'matviews_with_class_grants', '[]'::json,
     'pre_request_set', {PRE_REQUEST_SET},
     'listed', {LISTED},
     'pool', (select {POOL_STATE} from wanted_pool q where q.name <> 'central'),
-    'exposure_settings', (select value from supabase_connector.meta where key = 'exposure'),
+    'exposure_settings', {EXPOSURE_SETTINGS},
     'active_leases', 0)
   end"
         )

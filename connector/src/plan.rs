@@ -2,7 +2,7 @@
 //! list of [`Change`]s. Every write the connector makes is a `Change`; its
 //! SQL is written in one place, `render`.
 
-use crate::config::{default_max_projects, ExposureConfig, PoolConfig, Secret};
+use crate::config::{default_max_projects, Config, ExposureConfig, PoolConfig, Secret};
 use crate::domain::{ExposureMode, Isolation, Lifecycle, TenantCode};
 use crate::error::{Error, Result};
 use crate::model::Principal;
@@ -21,6 +21,17 @@ pub struct PlanContext<'a> {
     pub exposure: &'a ExposureConfig,
     /// The configured API pools.
     pub pools: &'a [PoolConfig],
+}
+
+impl<'a> PlanContext<'a> {
+    /// Plans for `server`, with the exposure and pools `config` gives.
+    pub fn new(server: &'a ServerInfo, config: &'a Config) -> Self {
+        PlanContext {
+            server,
+            exposure: &config.exposure,
+            pools: &config.api.pools,
+        }
+    }
 }
 
 /// One typed change to the database. Role changes render as calls of the
@@ -825,7 +836,6 @@ fn exposure_outdated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::names::{ProjectNames, Slug};
     use crate::render::render_all;
     use serde_json::json;
@@ -859,11 +869,7 @@ mod tests {
 
     fn plan(state: &ProjectState, desired: &DesiredProject, config: &Config) -> Vec<Change> {
         let server = server(150018);
-        let ctx = PlanContext {
-            server: &server,
-            exposure: &config.exposure,
-            pools: &config.api.pools,
-        };
+        let ctx = PlanContext::new(&server, config);
         diff_project(state, desired, &ctx).unwrap()
     }
 
@@ -913,11 +919,7 @@ mod tests {
     fn a_run_of_role_changes_renders_as_one_roles_apply_call() {
         let config = Config::default();
         let server = server(150006);
-        let ctx = PlanContext {
-            server: &server,
-            exposure: &config.exposure,
-            pools: &config.api.pools,
-        };
+        let ctx = PlanContext::new(&server, &config);
         let changes = diff_project(&empty_state(), &desired(json!({})), &ctx).unwrap();
         let statements = render_all(&changes, &ctx);
         let batches: Vec<_> = statements
@@ -959,11 +961,7 @@ mod tests {
     fn role_changes_are_role_function_calls() {
         let config = Config::default();
         let server = server(180006);
-        let ctx = PlanContext {
-            server: &server,
-            exposure: &config.exposure,
-            pools: &config.api.pools,
-        };
+        let ctx = PlanContext::new(&server, &config);
         let changes = diff_project(&empty_state(), &desired(json!({})), &ctx).unwrap();
         for statement in render_all(&changes, &ctx) {
             let sql = statement.sql.to_uppercase();
@@ -998,11 +996,7 @@ mod tests {
         .unwrap()];
         let config = Config::default();
         let server = server(150018);
-        let ctx = PlanContext {
-            server: &server,
-            exposure: &config.exposure,
-            pools: &config.api.pools,
-        };
+        let ctx = PlanContext::new(&server, &config);
         let err = diff_project(&state, &desired(json!({})), &ctx).unwrap_err();
         assert_eq!(err.code.as_str(), "conflict");
     }

@@ -82,7 +82,7 @@ declare
   v_call jsonb;
 begin
   if jsonb_typeof(p_calls) is distinct from 'array' then
-    raise exception 'refused: roles_apply takes a JSON array of calls' using errcode = '42501';
+    perform supabase_connector.refuse('roles_apply takes a JSON array of calls');
   end if;
   for v_call in select c from jsonb_array_elements(p_calls) c loop
     case v_call ->> 0
@@ -98,9 +98,7 @@ begin
       when 'role_revoke' then
         perform supabase_connector.role_revoke(v_call ->> 1, v_call ->> 2);
       else
-        -- (`refuse` is not the caller's to execute: this function runs as the caller)
-        raise exception 'refused: role call %', v_call
-          using errcode = '42501', hint = 'roles_apply runs role_create, role_alter, role_set, role_grant and role_revoke';
+        perform supabase_connector.refuse(format('role call %s', v_call));
     end case;
   end loop;
 end
@@ -117,6 +115,8 @@ declare
 begin
   execute format('grant select on supabase_connector.pool_served to %I', v_runtime);
   execute format('grant execute on function supabase_connector.roles_apply(jsonb) to %I', v_runtime);
+  -- `roles_apply` runs as its caller and refuses through it (it only raises)
+  execute format('grant execute on function supabase_connector.refuse(text) to %I', v_runtime);
 end
 $$;
 

@@ -40,11 +40,7 @@ pub async fn dispatch(c: &Connector, action: &str, params: &Value) -> Result<Val
 
 /// What plans are rendered for: the server, the exposure and the pools.
 pub(crate) fn context<'a>(c: &'a Connector, db: &'a Database) -> PlanContext<'a> {
-    PlanContext {
-        server: &db.server,
-        exposure: &c.config.exposure,
-        pools: &c.config.api.pools,
-    }
+    PlanContext::new(&db.server, &c.config)
 }
 
 /// Write the audit row of an action that ran outside a transaction.
